@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`. Both create (or reuse) .venv and install the
+# package with its dev extras, with torch pinned to the local CPU build through constraints.txt.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lorat_hf-installed
+PIP := $(BIN)/python -m pip -q --disable-pip-version-check
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup demo test train-demo benchmarks clean
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -c constraints.txt "torch==2.13.0"
+	$(PIP) install -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/python examples/demo.py
+
+test: setup
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15
+
+train-demo: setup
+	$(BIN)/accelerate launch --num_processes 1 --cpu examples/train.py --config examples/configs/tiny-synthetic.yaml
+
+benchmarks: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
