@@ -157,6 +157,11 @@ def image_to_float_chw(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     return image.float()
 
 
+def image_mean_color(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Per-channel float32 mean of an image (the official padding colour), `(C,)`."""
+    return image_to_float_chw(image).mean(dim=(-2, -1))
+
+
 def crop_image(
     image: np.ndarray | torch.Tensor,
     params: np.ndarray,
@@ -166,12 +171,15 @@ def crop_image(
     """Crop with the official pixel-aligned method: bilinear (`align_corners=False`, no antialias) of the integer
     input ROI into the output ROI of a canvas filled with `padding_color` (default: the image's per-channel mean).
 
-    `image` is `(H, W, C)` uint8 or `(C, H, W)` float; the crop keeps its value range (0..255 for uint8 input).
+    `image` is `(H, W, C)` uint8 (numpy or torch) or `(C, H, W)` float; the crop is float32 and keeps the value range
+    (0..255 for uint8 input). Only the input ROI is converted to float.
     """
-    chw = image_to_float_chw(image)
-    channels, height, width = chw.shape
+    channels_last = isinstance(image, np.ndarray) or (image.dtype == torch.uint8 and image.shape[-1] in (1, 3))
+    if image.ndim != 3:
+        raise ValueError(f"Expected a single image with 3 dimensions, got shape {tuple(image.shape)}.")
+    height, width, channels = image.shape if channels_last else (image.shape[1], image.shape[2], image.shape[0])
     if padding_color is None:
-        padding = chw.mean(dim=(-2, -1))
+        padding = image_mean_color(image)
     else:
         padding = torch.as_tensor(padding_color, dtype=torch.float32).reshape(channels)
     out_w, out_h = int(output_wh[0]), int(output_wh[1])
@@ -180,8 +188,9 @@ def crop_image(
     ix1, iy1, ix2, iy2 = (int(v) for v in input_roi)
     ox1, oy1, ox2, oy2 = (int(v) for v in output_roi)
     if ox1 < ox2 and oy1 < oy2 and ix1 < ix2 and iy1 < iy2:
-        region = chw[None, :, iy1:iy2, ix1:ix2]
-        canvas[:, oy1:oy2, ox1:ox2] = F.interpolate(region, size=(oy2 - oy1, ox2 - ox1), mode="bilinear", align_corners=False)[0]
+        region = image_to_float_chw(image[iy1:iy2, ix1:ix2] if channels_last else image[:, iy1:iy2, ix1:ix2])
+        resized = F.interpolate(region[None], size=(oy2 - oy1, ox2 - ox1), mode="bilinear", align_corners=False)
+        canvas[:, oy1:oy2, ox1:ox2] = resized[0]
     return CropResult(canvas, adjusted_params(input_roi, output_roi), input_roi, output_roi, padding)
 
 
@@ -197,4 +206,5 @@ __all__ = [
     "adjusted_params",
     "crop_image",
     "image_to_float_chw",
+    "image_mean_color",
 ]
