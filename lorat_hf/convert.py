@@ -348,6 +348,8 @@ def convert(
     heads = num_heads or BACKBONES[variant.split("-")[0]].num_attention_heads if variant else num_heads
 
     backbone_state = load_dinov2(dinov2)
+    if variant is not None:
+        _check_variant_shape(backbone_state, variant)
     dinov2_config = infer_dinov2_config(backbone_state, heads)
     trainable, frozen, meta = split_official_lorat(load_state_dict(lorat))
     if not trainable:
@@ -401,6 +403,24 @@ def convert(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return output
+
+
+def _check_variant_shape(backbone_state: dict[str, torch.Tensor], variant: str) -> None:
+    """Raise when the DINOv2 tensors do not have the width, depth or FFN type of `variant`."""
+    try:
+        spec = BACKBONES[variant.split("-")[0]]
+    except KeyError:
+        raise ValueError(f"Unknown variant {variant!r}.") from None
+    hidden = backbone_state["embeddings.patch_embeddings.projection.weight"].shape[0]
+    depth = 1 + max((int(k.split(".")[2]) for k in backbone_state if k.startswith("encoder.layer.")), default=-1)
+    swiglu = "encoder.layer.0.mlp.gate_proj.weight" in backbone_state
+    found = (hidden, depth, swiglu)
+    expected = (spec.hidden_size, spec.num_hidden_layers, spec.use_swiglu_ffn)
+    if found != expected:
+        raise ValueError(
+            f"The DINOv2 weights (width {hidden}, {depth} layers, {'SwiGLU' if swiglu else 'GELU'} MLP) do not match "
+            f"variant {variant} (width {expected[0]}, {expected[1]} layers, {'SwiGLU' if expected[2] else 'GELU'} MLP)."
+        )
 
 
 def _check_frozen_matches(frozen: dict[str, torch.Tensor], backbone_state: dict[str, torch.Tensor]) -> None:

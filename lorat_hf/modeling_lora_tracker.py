@@ -147,11 +147,13 @@ class LoraTrackerHead(nn.Module):
         self.grid_wh = config.search_grid_wh
         self.score_mlp = LoraTrackerMlp(dim, hidden, 1, config.head_num_layers)
         self.box_mlp = LoraTrackerMlp(dim, hidden, 4, config.head_num_layers)
+
+    def cell_centers(self, device: torch.device) -> torch.Tensor:
+        """`(H, W, 2)` normalised `(x, y)` centres of the response cells: `((i + 0.5) / W, (j + 0.5) / H)`, fp32."""
         width, height = self.grid_wh
-        xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width
-        ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height
-        centers = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H, W, 2) as (x, y)
-        self.register_buffer("cell_centers", centers, persistent=False)
+        xs = (torch.arange(width, dtype=torch.float32, device=device) + 0.5) / width
+        ys = (torch.arange(height, dtype=torch.float32, device=device) + 0.5) / height
+        return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, H*W, D)` -> score logits `(B, H, W)` and normalised `xyxy` boxes `(B, H, W, 4)`, both fp32."""
@@ -159,7 +161,7 @@ class LoraTrackerHead(nn.Module):
         batch = features.shape[0]
         score_map = self.score_mlp(features).float().view(batch, height, width)
         distances = self.box_mlp(features).float().sigmoid().view(batch, height, width, 4)
-        centers = self.cell_centers.to(distances.dtype)
+        centers = self.cell_centers(distances.device)
         boxes = torch.cat((centers - distances[..., :2], centers + distances[..., 2:]), dim=-1)
         return score_map, boxes
 
