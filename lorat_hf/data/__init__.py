@@ -1,0 +1,43 @@
+"""Tracking data: benchmark readers on `datasets` (one row per sequence) and synthetic tracking videos."""
+
+from .sequences import (
+    DATASET_NAMES,
+    PER_FRAME_EXTRA_KEYS,
+    SCHEMA_VERSION,
+    SEQUENCE_FEATURES,
+    ReadPlan,
+    SequenceReader,
+    TrackingSequence,
+    available_datasets,
+    build_sequence_row,
+    default_cache_dir,
+    get_sequence_reader,
+    iter_sequences,
+    load_sequences,
+    load_sequences_from,
+    read_frame,
+    register_sequence_reader,
+    trim_unannotated,
+    trim_unannotated_sequences,
+)
+
+__all__ = [
+    "DATASET_NAMES",
+    "PER_FRAME_EXTRA_KEYS",
+    "SCHEMA_VERSION",
+    "SEQUENCE_FEATURES",
+    "ReadPlan",
+    "SequenceReader",
+    "TrackingSequence",
+    "available_datasets",
+    "build_sequence_row",
+    "default_cache_dir",
+    "get_sequence_reader",
+    "iter_sequences",
+    "load_sequences",
+    "load_sequences_from",
+    "read_frame",
+    "register_sequence_reader",
+    "trim_unannotated",
+    "trim_unannotated_sequences",
+]
