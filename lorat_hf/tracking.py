@@ -40,7 +40,8 @@ from .image_processing_lora_tracker import FrameInput, LoraTrackerImageProcessor
 
 logger = logging.getLogger(__name__)
 
-PREPROCESSOR_CONFIG_NAME = "preprocessor_config.json"
+# image processor alone, or nested in a saved LoraTrackerProcessor
+PROCESSOR_CONFIG_NAMES = ("preprocessor_config.json", "processor_config.json")
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
@@ -144,12 +145,21 @@ def default_image_processor(model: nn.Module) -> LoraTrackerImageProcessor:
     return LoraTrackerImageProcessor.from_tracker_config(tracker_config(model))
 
 
+def frame_to_rgb(frame: FrameInput) -> np.ndarray:
+    """A frame as a writable `(H, W, 3)` uint8 RGB array (see `to_rgb_array` for the accepted inputs).
+
+    Read-only arrays (PIL views, `np.frombuffer`) are copied: torch warns when a crop wraps them.
+    """
+    rgb = to_rgb_array(frame)
+    return rgb if rgb.flags.writeable else rgb.copy()
+
+
 def _rgb_frames(frames: Sequence[FrameInput]) -> list[np.ndarray]:
     """Convert frames to RGB arrays; a frame object passed for several targets is converted once."""
     converted: dict[int, np.ndarray] = {}
     for frame in frames:
         if id(frame) not in converted:
-            converted[id(frame)] = to_rgb_array(frame)
+            converted[id(frame)] = frame_to_rgb(frame)
     return [converted[id(frame)] for frame in frames]
 
 
@@ -408,6 +418,9 @@ class LoraTracker:
     ) -> LoraTracker:
         """Load a tracker from an adapter folder / Hub repo (peft files + tracker config) or a merged model folder.
 
+        The image processor comes from `preprocessor_config.json` / `processor_config.json` when the folder has one,
+        otherwise from the tracker config.
+
         Args:
             path_or_repo_id: local folder or Hub repo id.
             merge: merge LoRA into the backbone (no inference overhead); False keeps the PeftModel.
@@ -422,9 +435,8 @@ class LoraTracker:
             raise TypeError(f"Unexpected keyword arguments {unknown}; hub options are {list(HUB_KWARGS)}.")
         path = os.fspath(path_or_repo_id)
         model = load_tracker_model(path, merge=merge, backbone_name_or_path=backbone_name_or_path, **hub_kwargs)
-        preprocessor_file = _resolve_file(path, PREPROCESSOR_CONFIG_NAME, dict(hub_kwargs))
-        if preprocessor_file is not None:
-            image_processor = LoraTrackerImageProcessor.from_json_file(preprocessor_file)
+        if any(_resolve_file(path, name, dict(hub_kwargs)) is not None for name in PROCESSOR_CONFIG_NAMES):
+            image_processor = LoraTrackerImageProcessor.from_pretrained(path, **hub_kwargs)
         else:
             image_processor = default_image_processor(model)
         return cls(model, image_processor, device=resolve_device(device), dtype=dtype, box_format=box_format)
@@ -474,7 +486,7 @@ class LoraTracker:
             raise ValueError(f"{what} ({self.box_format}), got shape {np.asarray(box if single else boxes).shape}.")
         if single and object_ids is not None and len(object_ids) != 1:
             raise ValueError("With a single box, pass at most one object id.")
-        rgb = to_rgb_array(frame)
+        rgb = frame_to_rgb(frame)
         boxes_xyxy = to_xyxy(user_boxes, self.box_format)
         for user_box in boxes_xyxy:
             check_init_box(user_box, (rgb.shape[1], rgb.shape[0]), self.box_format)
@@ -488,7 +500,7 @@ class LoraTracker:
         multi-object `init`. Boxes are float64 `(4,)` in `box_format`, clipped to the frame."""
         if not self._states:
             raise RuntimeError("The tracker has no object: call tracker.init(first_frame, box) before track(frame).")
-        rgb = to_rgb_array(frame)
+        rgb = frame_to_rgb(frame)
         results = track_step(
             self.model,
             self.image_processor,
@@ -538,7 +550,7 @@ class LoraTracker:
             for frame_index, frame in enumerate(video):
                 if max_frames is not None and frame_index >= max_frames:
                     break
-                rgb = to_rgb_array(frame)
+                rgb = frame_to_rgb(frame)
                 if frame_index == 0:
                     self.init(rgb, box, boxes=boxes, object_ids=object_ids, box_format=box_format)
                     objects = {s.object_id: (from_xyxy(s.init_box_xyxy, self.box_format), 1.0) for s in self._states}
@@ -565,5 +577,6 @@ __all__ = [
     "run_tracker_forward",
     "check_processor_matches",
     "default_image_processor",
+    "frame_to_rgb",
     "model_device_and_dtype",
 ]

@@ -1,0 +1,223 @@
+"""`lorat-track`: track one object through a video file, a frame folder, a webcam or a stream.
+
+    lorat-track clip.mp4 --box 120,80,60,40 --model path/or/hub-id --output tracked.mp4 --save-boxes boxes.csv
+    lorat-track frames/ --box 10,20,110,90 --box-format xyxy --model ... --max-frames 300
+    lorat-track 0 --box 200,150,80,80 --model ... --output webcam.mp4        # camera 0; stop with Ctrl+C
+
+Input problems (missing or unreadable video, empty video, a box outside the first frame, an output that exists
+without --overwrite, a model that cannot be loaded) exit with status 2 and one message saying what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger("lorat_hf.track")
+
+PROG = "lorat-track"
+BOX_FILE_SUFFIXES = (".csv", ".json")
+USAGE_ERROR = 2
+DEMO_TRACKER_DIR = ("assets", "demo_tracker")
+
+
+class UsageError(Exception):
+    """A problem with the command's input; reported as one line and exit status 2."""
+
+
+def default_model_path() -> str:
+    """The tracker `lorat-track` uses without `--model`: the demo tracker embedded in the package.
+
+    Raises `FileNotFoundError` while the package does not ship one.
+    """
+    folder = resources.files("lorat_hf").joinpath(*DEMO_TRACKER_DIR)
+    if folder.is_dir() and folder.joinpath("config.json").is_file():
+        return str(folder)
+    raise FileNotFoundError(
+        "lorat-track has no default model yet: the embedded demo tracker is not shipped with this version of "
+        "lorat_hf. Pass --model with a tracker folder or Hub repo id (an adapter folder or a merged model)."
+    )
+
+
+def parse_box(text: str) -> list[float]:
+    """`"x,y,w,h"` (commas or spaces) -> 4 floats."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the box must be 4 numbers like 10,20,50,40; got {text!r}") from None
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"the box must be 4 numbers like 10,20,50,40; got {len(values)} in {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Track one object through a video with LoRAT.",
+        epilog="Boxes are pixels of the first frame; xywh = top-left corner, width, height.",
+    )
+    parser.add_argument("video", help="video file, folder of frames, webcam index (0) or stream URL (rtsp://...)")
+    parser.add_argument("--box", required=True, type=parse_box, help="the object on the first frame: x,y,w,h (or x1,y1,x2,y2 with --box-format xyxy)")
+    parser.add_argument("--box-format", choices=("xywh", "xyxy"), default="xywh", help="format of --box and of the saved boxes (default xywh)")
+    parser.add_argument("--model", help="tracker folder or Hub repo id (adapter folder or merged model)")
+    parser.add_argument("--revision", help="Hub revision of --model")
+    parser.add_argument("--output", type=Path, help="write the video with the box and score drawn (.mp4, .avi, ...)")
+    parser.add_argument("--save-boxes", type=Path, help="write the per-frame boxes and scores (.csv or .json)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --output / --save-boxes files")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32", help="compute dtype; float16 = the official GPU setting")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--fps", type=float, help="frame rate of --output when the source has none (default 30)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _check_output_path(path: Path | None, overwrite: bool, what: str) -> None:
+    if path is None:
+        return
+    if path.exists() and not overwrite:
+        raise UsageError(f"{what} {str(path)!r} already exists; pass --overwrite to replace it.")
+    if path.is_dir():
+        raise UsageError(f"{what} {str(path)!r} is a folder; give a file name.")
+    if not path.parent.exists():
+        raise UsageError(f"The folder of {what} {str(path.parent)!r} does not exist.")
+
+
+def box_rows(frame_boxes: Sequence[tuple[int, np.ndarray, float]]) -> list[dict]:
+    return [{"frame_index": i, "box": [float(v) for v in box], "score": float(score)} for i, box, score in frame_boxes]
+
+
+def write_box_file(path: Path, rows: list[dict], box_format: str, video: str) -> None:
+    """Write boxes as CSV (`frame_index,x,y,w,h,score` or `frame_index,x1,y1,x2,y2,score`) or JSON, atomically."""
+    if path.suffix.lower() == ".json":
+        text = json.dumps({"video": video, "box_format": box_format, "frames": rows}, indent=1)
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["frame_index", *(("x", "y", "w", "h") if box_format == "xywh" else ("x1", "y1", "x2", "y2")), "score"])
+        for row in rows:
+            writer.writerow([row["frame_index"], *(f"{v:.4f}" for v in row["box"]), f"{row['score']:.6f}"])
+        text = buffer.getvalue()
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..boxes import check_init_box, to_xyxy
+    from ..tracking import LoraTracker
+    from ..video_io import DEFAULT_FPS, VideoReader, VideoSourceError, VideoWriter, draw_box
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}.")
+    if args.save_boxes is not None and args.save_boxes.suffix.lower() not in BOX_FILE_SUFFIXES:
+        raise UsageError(f"--save-boxes must end in .csv or .json, got {str(args.save_boxes)!r}.")
+    _check_output_path(args.output, args.overwrite, "The output video")
+    _check_output_path(args.save_boxes, args.overwrite, "The boxes file")
+
+    try:
+        reader = VideoReader(args.video, max_frames=args.max_frames)
+    except VideoSourceError as error:
+        raise UsageError(str(error)) from None
+    info = reader.info
+    try:
+        check_init_box(to_xyxy(args.box, args.box_format), (info.width, info.height), args.box_format)
+    except ValueError as error:
+        reader.close()
+        raise UsageError(str(error)) from None
+
+    try:
+        model = args.model or default_model_path()
+    except FileNotFoundError as error:
+        reader.close()
+        raise UsageError(str(error)) from None
+    hub_kwargs = {"revision": args.revision} if args.revision else {}
+    try:
+        tracker = LoraTracker.from_pretrained(model, device=args.device, dtype=args.dtype, box_format=args.box_format, **hub_kwargs)
+    except (OSError, ValueError) as error:
+        reader.close()
+        raise UsageError(f"Cannot load the tracker from {model!r}: {error}") from None
+    logger.info("Tracking %s %s (%dx%d) on %s", info.kind, args.video, info.width, info.height, tracker.device)
+
+    writer = None
+    if args.output is not None:
+        try:
+            writer = VideoWriter(args.output, fps=info.fps or args.fps or DEFAULT_FPS, overwrite=args.overwrite)
+        except (ValueError, OSError) as error:
+            reader.close()
+            raise UsageError(str(error)) from None
+
+    frame_boxes: list[tuple[int, np.ndarray, float]] = []
+    interrupted = False
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for item in tracker.track_video(reader, args.box, show_progress=not args.quiet):
+                frame_boxes.append((item.frame_index, item.box, item.score))
+                if writer is not None:
+                    box_xyxy = to_xyxy(item.box, args.box_format)
+                    writer.write(draw_box(item.frame, box_xyxy, item.score))
+    except KeyboardInterrupt:
+        interrupted = True
+        logger.warning("Interrupted: keeping the %d frames tracked so far.", len(frame_boxes))
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    elapsed = time.perf_counter() - start
+
+    if writer is not None:
+        if frame_boxes:
+            writer.close()
+        else:
+            writer.abort()
+    if args.save_boxes is not None and frame_boxes:
+        write_box_file(args.save_boxes, box_rows(frame_boxes), args.box_format, str(args.video))
+    fps = len(frame_boxes) / elapsed if elapsed > 0 else float("inf")
+    print(
+        f"Tracked {len(frame_boxes)} frames in {elapsed:.2f} s: {fps:.1f} FPS (reading, tracking"
+        f"{', drawing and writing' if writer is not None else ''}; device {tracker.device})."
+        + (" Stopped early by Ctrl+C." if interrupted else "")
+    )
+    for path, label in ((args.output, "Video"), (args.save_boxes, "Boxes")):
+        if path is not None and frame_boxes:
+            print(f"{label} written to {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:
+        return int(exit_request.code or 0)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
