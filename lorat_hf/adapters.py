@@ -141,11 +141,27 @@ def _resolve_file(path_or_repo_id: str, filename: str, hub_kwargs: dict[str, Any
     if os.path.isdir(path_or_repo_id):
         candidate = os.path.join(path_or_repo_id, filename)
         return candidate if os.path.isfile(candidate) else None
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         return hf_hub_download(path_or_repo_id, filename, **hub_kwargs)
+    except LocalEntryNotFoundError as error:  # a subclass of EntryNotFoundError: not "absent", but "not reachable"
+        cached = try_to_load_from_cache(
+            path_or_repo_id, filename, cache_dir=hub_kwargs.get("cache_dir"), revision=hub_kwargs.get("revision")
+        )
+        if cached is not None and not isinstance(cached, str):  # the cache knows the repo has no such file
+            return None
+        raise OSError(
+            f"Cannot get {filename} of {path_or_repo_id!r}: it is not in the local cache and the Hub cannot be "
+            "reached (offline, or local_files_only=True). Download it once with network access, or pass a local "
+            "folder."
+        ) from error
     except EntryNotFoundError:
         return None
     except RepositoryNotFoundError as error:
