@@ -23,6 +23,7 @@ What happens, in order:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -60,6 +61,7 @@ from lorat_hf.training.checkpointing import (
     resolve_checkpoint,
     rotate_checkpoints,
     save_trainable_weights,
+    trainable_state_dict,
     write_json_atomic,
 )
 from lorat_hf.training.optimization import WarmupCosineSchedule, build_parameter_groups
@@ -341,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         if resume_path is None:
             logger.info(f"No complete checkpoint in {checkpoints_root}: starting a new run.")
     check_output_dir(output_dir, resume_path is not None, training.overwrite_output_dir, accelerator)
+    accelerator.wait_for_everyone()  # every rank checked the folder before anything is written to it
     if accelerator.is_main_process:
         (output_dir / "logs").mkdir(parents=True, exist_ok=True)
     if hub.push_to_hub and accelerator.is_main_process:
@@ -505,6 +508,7 @@ def main(argv: list[str] | None = None) -> None:
             if not accelerator.sync_gradients:
                 continue
 
+            step_lr = optimizer.param_groups[0]["lr"]  # the lr this step used
             lr_scheduler.step()
             progress.advance(plan.steps_per_epoch)
             progress_bar.update(1)
@@ -516,7 +520,7 @@ def main(argv: list[str] | None = None) -> None:
                     "loss": float(window[0]) / batches,
                     "cls_loss": float(window[1]) / batches,
                     "reg_loss": float(window[2]) / batches,
-                    "lr": optimizer.param_groups[0]["lr"],
+                    "lr": step_lr,
                     "epoch": progress.epoch + progress.step_in_epoch / plan.steps_per_epoch,
                     "pairs_per_second": batches * plan.per_device_batch_size / max(elapsed, 1e-9),
                 }
@@ -535,7 +539,11 @@ def main(argv: list[str] | None = None) -> None:
             if progress.global_step >= stop_step:
                 break
     progress_bar.close()
-    if sample_log is not None:
+    if sample_log is not None:  # a digest of this rank's weights: DDP ranks must agree exactly
+        digest = hashlib.sha256()
+        for name, tensor in sorted(trainable_state_dict(accelerator.unwrap_model(model)).items()):
+            digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+        sample_log.write(json.dumps({"step": progress.global_step, "weights_sha256": digest.hexdigest()}) + "\n")
         sample_log.close()
 
     # ----- final export (and upload) -----

@@ -319,26 +319,35 @@ class TrainConfig:
         return values
 
 
-def _recipe_defaults(path: str | os.PathLike) -> dict[str, Any]:
-    """Flatten a grouped YAML recipe into `{field: value}`, rejecting unknown groups and keys with suggestions."""
+def load_recipe(path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Read a grouped YAML recipe. A top-level `base: other.yaml` (relative to the file) is loaded first and this
+    file's sections are merged over it, field by field."""
+    path = os.path.abspath(path)
+    if path in _seen:
+        raise ValueError(f"Recipe {path} includes itself through 'base:' ({' -> '.join(_seen + (path,))}).")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Recipe {path!r} does not exist (see examples/configs/).")
     with open(path, encoding="utf-8") as handle:
         recipe = yaml.safe_load(handle) or {}
     if not isinstance(recipe, dict):
         raise ValueError(f"{path}: a recipe is a mapping of groups ({', '.join(ARGUMENT_GROUPS)}), got {type(recipe).__name__}.")
-    values: dict[str, Any] = {}
+    merged: dict[str, dict[str, Any]] = {}
+    base = recipe.pop("base", None)
+    if base is not None:
+        merged = load_recipe(os.path.join(os.path.dirname(path), base), _seen + (path,))
     for group, entries in recipe.items():
         if group not in ARGUMENT_GROUPS:
             hint = difflib.get_close_matches(str(group), ARGUMENT_GROUPS, n=1)
             raise ValueError(
                 f"{path}: unknown section {group!r}"
                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + f"; sections are {', '.join(ARGUMENT_GROUPS)}."
+                + f"; sections are {', '.join(ARGUMENT_GROUPS)} (and 'base')."
             )
         entries = entries or {}
         if not isinstance(entries, dict):
             raise ValueError(f"{path}: section {group!r} must be a mapping of field: value.")
         known = {f.name for f in fields(ARGUMENT_GROUPS[group])}
-        for key, value in entries.items():
+        for key in entries:
             if key not in known:
                 hint = difflib.get_close_matches(str(key), known, n=1)
                 other = [name for name, cls in ARGUMENT_GROUPS.items() if key in {f.name for f in fields(cls)}]
@@ -348,8 +357,8 @@ def _recipe_defaults(path: str | os.PathLike) -> dict[str, Any]:
                     + (f"; it belongs in the {other[0]!r} section" if other else "")
                     + "."
                 )
-            values[key] = value
-    return values
+        merged.setdefault(group, {}).update(entries)
+    return merged
 
 
 def parse_train_args(argv: list[str] | None = None) -> TrainConfig:
@@ -365,9 +374,8 @@ def parse_train_args(argv: list[str] | None = None) -> TrainConfig:
     parser = HfArgumentParser(tuple(ARGUMENT_GROUPS.values()))
     parser.add_argument("--config", default=None, help="YAML recipe with model/peft/data/training/hub sections.")
     if known.config is not None:
-        if not os.path.isfile(known.config):
-            raise FileNotFoundError(f"Recipe {known.config!r} does not exist (see examples/configs/).")
-        parser.set_defaults(**_recipe_defaults(known.config))
+        recipe = load_recipe(known.config)
+        parser.set_defaults(**{key: value for entries in recipe.values() for key, value in entries.items()})
     *groups, _ = parser.parse_args_into_dataclasses(args=remaining + ["--config", known.config or ""])
     return TrainConfig(*groups, config_file=known.config)
 
@@ -382,4 +390,5 @@ __all__ = [
     "ARGUMENT_GROUPS",
     "parse_train_args",
     "parse_dataset_entry",
+    "load_recipe",
 ]

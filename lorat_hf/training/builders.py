@@ -88,6 +88,7 @@ def build_tracker(
         model = LoraTrackerModel(config)
     else:
         model = LoraTrackerModel.from_backbone(str(backbone_name_or_path), config=config, **hub_kwargs)
+        model.config._name_or_path = str(backbone_name_or_path)  # peft records it as base_model_name_or_path
     if peft_args.full_finetune:
         model.requires_grad_(True)
         return model

@@ -1,8 +1,10 @@
 """Mixed-precision storage: frozen weights in the low dtype, trainable weights in fp32.
 
 accelerate's `mixed_precision` runs the forward under autocast; the weights themselves keep their storage dtype. Storing
-the frozen DINOv2 (and the frozen position table) in bf16/fp16 halves its memory, while the trainable LoRA/head/
+the frozen DINOv2 matrices (and the frozen position table) in bf16/fp16 halves its memory, while the trainable LoRA/head/
 token-type weights must stay fp32: the optimizer updates them, and fp16 `GradScaler.unscale_` refuses fp16 gradients.
+Frozen 1-D parameters (LayerNorm weights and biases, Linear biases, LayerScale) stay fp32: they are tiny, and CPU
+autocast does not cast LayerNorm parameters (an fp32 input with bf16 norm weights is an error there).
 Frozen low-dtype weights are only valid under autocast (a plain fp32 forward would mix dtypes), so evaluate inside
 `accelerator.autocast()` too, and export trainable weights only (they are fp32).
 """
@@ -27,10 +29,10 @@ def weight_dtype_for(mixed_precision: str | None) -> torch.dtype:
 
 @torch.no_grad()
 def cast_for_mixed_precision_(model: nn.Module, frozen_dtype: torch.dtype) -> dict[str, int]:
-    """Cast frozen floating-point parameters to `frozen_dtype` and trainable ones to fp32, in place.
+    """Cast frozen floating-point matrices (ndim >= 2) to `frozen_dtype` and every other parameter to fp32, in place.
 
-    Buffers are left alone (the head's cell-centre table stays fp32). Returns `{"frozen": n, "trainable": m}`, the
-    number of parameters (elements) now in each storage dtype.
+    Buffers are left alone (the head's cell-centre table stays fp32). Returns `{"frozen": n, "trainable": m}`: the
+    number of elements now stored in `frozen_dtype` and the number of trainable elements (fp32).
     """
     counts = {"frozen": 0, "trainable": 0}
     for parameter in model.parameters():
@@ -40,10 +42,12 @@ def cast_for_mixed_precision_(model: nn.Module, frozen_dtype: torch.dtype) -> di
             if parameter.dtype != torch.float32:
                 parameter.data = parameter.data.float()
             counts["trainable"] += parameter.numel()
-        else:
+        elif parameter.ndim >= 2:
             if parameter.dtype != frozen_dtype:
                 parameter.data = parameter.data.to(frozen_dtype)
             counts["frozen"] += parameter.numel()
+        elif parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
     return counts
 
 
