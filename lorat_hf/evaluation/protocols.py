@@ -403,7 +403,9 @@ def _evaluate_pytracking(
 
     if kept:
         # dataset mean in float64 of the float32 per-sequence curves (the toolkit averages in float32; < 1e-5 apart)
-        success, precision, normalized = (np.mean(np.stack(c).astype(np.float64), axis=0) * 100.0 for c in zip(*kept))
+        success, precision, normalized = (
+            np.mean(np.stack(c).astype(np.float64), axis=0) * 100.0 for c in zip(*kept, strict=True)
+        )
         metrics = _pytracking_scores(success, precision, normalized)
     else:
         success, precision, normalized = np.full(21, np.nan), np.full(51, np.nan), np.full(51, np.nan)
@@ -600,7 +602,7 @@ def _evaluate_lasot_toolkit(
         used.append({"success": n_success, "precision": n_precision, "normalized_precision": n_normalized})
     if run_scores:
         metrics = {key: _json_float(np.mean([s[key] for s in run_scores])) for key in run_scores[0]}
-        success, precision, normalized = (np.mean(np.stack(c), axis=0) * 100.0 for c in zip(*run_curves))
+        success, precision, normalized = (np.mean(np.stack(c), axis=0) * 100.0 for c in zip(*run_curves, strict=True))
     else:
         metrics = dict.fromkeys(_lasot_toolkit_scores(np.zeros(21), np.zeros(51), np.zeros(51)), None)
         success, precision, normalized = np.full(21, np.nan), np.full(51, np.nan), np.full(51, np.nan)
@@ -617,7 +619,9 @@ def _evaluate_lasot_toolkit(
 # GOT-10k toolkit
 
 
-def got10k_iou(predictions: np.ndarray, groundtruth: np.ndarray, image_size: Sequence[float] | None = None) -> np.ndarray:
+def got10k_iou(
+    predictions: np.ndarray, groundtruth: np.ndarray, image_size: Sequence[float] | None = None
+) -> np.ndarray:
     """got10k's `rect_iou`: both boxes clipped to the image (a box left of / above it is shifted in, not cropped).
 
     `x = clip(x, 0, W)`, then `w = clip(w, 0, W - x)` (same for y/h); `IoU = inter / (union + eps)` clipped to [0, 1].
@@ -848,7 +852,7 @@ def _evaluate_trackingnet(sequences: Iterable[SequenceData], *, dataset: str) ->
         run_curves.append((success, precision, normalized))
     if run_metrics:
         metrics = {key: float(np.mean([m[key] for m in run_metrics])) for key in run_metrics[0]}
-        success, precision, normalized = (np.mean(np.stack(c), axis=0) * 100.0 for c in zip(*run_curves))
+        success, precision, normalized = (np.mean(np.stack(c), axis=0) * 100.0 for c in zip(*run_curves, strict=True))
     else:
         metrics = dict.fromkeys(("success", "precision", "normalized_precision", "coverage"), None)
         success = precision = normalized = np.full(21, np.nan)
@@ -900,7 +904,9 @@ def evaluate_sequences(
         mode = mode or pytracking_mode(dataset)
         if mode not in PYTRACKING_MODES:
             raise ValueError(f"Unknown pytracking mode {mode!r}; choose one of {', '.join(PYTRACKING_MODES)}.")
-        return _evaluate_pytracking(sequences, protocol=protocol, dataset=dataset, mode=mode, skip_missing=skip_missing)
+        return _evaluate_pytracking(
+            sequences, protocol=protocol, dataset=dataset, mode=mode, skip_missing=skip_missing
+        )
     if protocol == "lasot-toolkit":
         return _evaluate_lasot_toolkit(sequences, dataset=dataset, skip_missing=skip_missing)
     if protocol == "got10k":
