@@ -143,8 +143,9 @@ class VideoReader:
     def _open_error(self, kind: str) -> str:
         if kind == "file":
             return (
-                f"OpenCV cannot open the video file {self.source!r}: the format or codec is not supported, or the file "
-                "is not a video. Convert it (e.g. to H.264 mp4) or extract its frames into a folder."
+                f"OpenCV cannot open the video file {self.source!r}: it is empty, corrupt, not a video, or in a "
+                "format/codec this OpenCV build cannot decode. Convert it (e.g. to H.264 mp4) or extract its frames "
+                "into a folder."
             )
         if kind == "camera":
             return f"Cannot open camera {self.source}; check that it is connected and not used by another program."

@@ -103,7 +103,8 @@ def box_rows(frame_boxes: Sequence[tuple[int, np.ndarray, float]]) -> list[dict]
 def write_box_file(path: Path, rows: list[dict], box_format: str, video: str) -> None:
     """Write boxes as CSV (`frame_index,x,y,w,h,score` or `frame_index,x1,y1,x2,y2,score`) or JSON, atomically."""
     if path.suffix.lower() == ".json":
-        text = json.dumps({"video": video, "box_format": box_format, "frames": rows}, indent=1)
+        header = json.dumps({"video": video, "box_format": box_format})[:-1]
+        text = header + ', "frames": [\n' + ",\n".join(json.dumps(row) for row in rows) + "\n]}\n"  # a frame per line
     else:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")

@@ -1,0 +1,131 @@
+"""`lorat-track`: video file and frame folder runs, outputs, and every input error (exit status 2 + message)."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from lorat_hf.commands.track import default_model_path, main
+from lorat_hf.tracking import LoraTracker
+from tracking_helpers import lively_tiny_model, moving_square_clip, write_frame_folder, write_video
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tracker") / "tiny"
+    lively_tiny_model(seed=8).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return moving_square_clip(num_frames=6, seed=9)
+
+
+def _box_arg(box_xyxy, box_format="xywh"):
+    x1, y1, x2, y2 = box_xyxy
+    values = (x1, y1, x2 - x1, y2 - y1) if box_format == "xywh" else (x1, y1, x2, y2)
+    return ",".join(f"{v:g}" for v in values)
+
+
+def test_video_file_to_annotated_video_and_csv(tmp_path, model_dir, clip, capsys):
+    frames, gt = clip
+    video = write_video(tmp_path / "clip.mp4", frames)
+    output, boxes = tmp_path / "tracked.mp4", tmp_path / "boxes.csv"
+    argv = [str(video), "--box", _box_arg(gt[0]), "--model", str(model_dir), "--output", str(output), "--save-boxes", str(boxes), "--device", "cpu", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Tracked 6 frames" in printed and "FPS" in printed
+    capture = cv2.VideoCapture(str(output))
+    written = 0
+    while capture.read()[0]:
+        written += 1
+    assert written == 6 and capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 160
+    capture.release()
+    with open(boxes, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["frame_index", "x", "y", "w", "h", "score"]
+    assert [int(r["frame_index"]) for r in rows] == list(range(6))
+    assert [float(rows[0][k]) for k in "xywh"] == [40.0, 30.0, 28.0, 28.0] and float(rows[0]["score"]) == 1.0
+    tracker = LoraTracker.from_pretrained(model_dir, device="cpu")
+    expected = list(tracker.track_video(video, [40, 30, 28, 28]))
+    for row, reference in zip(rows, expected):
+        np.testing.assert_allclose([float(row[k]) for k in "xywh"], reference.box, atol=1e-4)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_frame_folder_with_xyxy_json_and_max_frames(tmp_path, model_dir, clip):
+    frames, gt = clip
+    folder = write_frame_folder(tmp_path / "frames", frames, pattern="frame{:d}.png")  # frame10 after frame9
+    boxes = tmp_path / "boxes.json"
+    argv = [str(folder), "--box", _box_arg(gt[0], "xyxy"), "--box-format", "xyxy", "--model", str(model_dir), "--save-boxes", str(boxes), "--max-frames", "4", "--quiet"]
+    assert main(argv) == 0
+    saved = json.loads(boxes.read_text())
+    assert saved["box_format"] == "xyxy" and len(saved["frames"]) == 4
+    assert saved["frames"][0] == {"frame_index": 0, "box": gt[0].tolist(), "score": 1.0}
+    tracker = LoraTracker.from_pretrained(model_dir, device="cpu", box_format="xyxy")
+    tracker.init(frames[0], gt[0])
+    assert saved["frames"][1]["box"] == tracker.track(frames[1])[0].tolist()
+
+
+def test_existing_outputs_are_refused_unless_overwrite(tmp_path, model_dir, clip, capsys):
+    frames, gt = clip
+    folder = write_frame_folder(tmp_path / "frames", frames[:3])
+    output = tmp_path / "out.avi"
+    output.write_bytes(b"precious")
+    argv = [str(folder), "--box", _box_arg(gt[0]), "--model", str(model_dir), "--output", str(output), "--quiet"]
+    assert main(argv) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert output.read_bytes() == b"precious"
+    assert main(argv + ["--overwrite"]) == 0
+    assert output.stat().st_size > 1000
+
+
+def _error(capsys, argv):
+    status = main(argv)
+    return status, capsys.readouterr().err
+
+
+def test_input_errors_exit_2_with_a_message(tmp_path, model_dir, clip, capsys):
+    frames, gt = clip
+    video = write_video(tmp_path / "clip.avi", frames[:2])
+    box = ["--box", _box_arg(gt[0])]
+    model = ["--model", str(model_dir)]
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("this is not a video")
+    empty_folder = tmp_path / "empty"
+    empty_folder.mkdir()
+    cases = {
+        "No such video file or frame folder": [str(tmp_path / "missing.mp4"), *box, *model],
+        "OpenCV cannot open the video file": [str(not_a_video), *box, *model],
+        "holds no image frames": [str(empty_folder), *box, *model],
+        "lies outside the 160x120 frame": [str(video), "--box", "500,400,20,20", *model],
+        "non-positive width or height": [str(video), "--box", "50,50,40,40", "--box-format", "xyxy", *model],
+        "--save-boxes must end in .csv or .json": [str(video), *box, *model, "--save-boxes", str(tmp_path / "b.txt")],
+        "unsupported suffix .gif": [str(video), *box, *model, "--output", str(tmp_path / "out.gif")],
+        "the embedded demo tracker is not shipped": [str(video), *box],
+        "Cannot load the tracker": [str(video), *box, "--model", str(empty_folder)],
+        "--max-frames must be at least 1": [str(video), *box, *model, "--max-frames", "0"],
+        "the box must be 4 numbers": [str(video), "--box", "1,2,3", *model],
+    }
+    for message, argv in cases.items():
+        status, err = _error(capsys, argv + ["--quiet"])
+        assert status == 2, message
+        assert message in err, (message, err)
+    assert not (tmp_path / "out.gif").exists()
+
+
+def test_an_empty_video_file_is_reported(tmp_path, model_dir, capsys):
+    empty = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    writer.release()
+    status, err = _error(capsys, [str(empty), "--box", "1,1,5,5", "--model", str(model_dir), "--quiet"])
+    assert status == 2
+    assert "contains no readable frames (an empty or corrupt video)" in err
+
+
+def test_default_model_path_says_the_demo_tracker_is_not_shipped_yet():
+    with pytest.raises(FileNotFoundError, match="no default model yet: the embedded demo tracker is not shipped"):
+        default_model_path()
