@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
-from huggingface_hub.errors import HFValidationError, HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from peft import PeftConfig, PeftModel, get_peft_model
 
@@ -362,10 +362,10 @@ def _details_rows(
         ("Variant", f"LoRAT-{config.variant}" if config.variant else "custom"),
         ("Backbone", f"[{base_model}](https://huggingface.co/{base_model}), frozen ({_backbone_description(config)})"),
         ("Weights", _adapter_description(config, peft_config if adapter else None)),
-        ("Template crop", f"{tw} × {th} px, {tgw} × {tgh} tokens, context factor {config.template_area_factor:g}"),
+        ("Template crop", f"{tw} × {th} px, {tgw} × {tgh} tokens, context factor {config.template_area_factor:.1f}"),
         (
             "Search crop",
-            f"{sw} × {sh} px, {sgw} × {sgh} tokens and response map, context factor {config.search_area_factor:g}",
+            f"{sw} × {sh} px, {sgw} × {sgh} tokens and response map, context factor {config.search_area_factor:.1f}",
         ),
         (
             "Inference",
@@ -1058,6 +1058,11 @@ def _save_model(model: PeftModel | LoraTrackerModel, folder: Path) -> None:
     LoraTrackerImageProcessor.from_tracker_config(config).save_pretrained(str(folder))
 
 
+def _is_transport_error(error: Exception) -> bool:
+    """A network failure of the HTTP client huggingface_hub uses (httpx / httpx2 errors are not OSErrors)."""
+    return type(error).__module__.split(".")[0] in ("httpx", "httpx2")
+
+
 def _hub_error(error: Exception, repo_id: str) -> HubPublishError:
     status = getattr(getattr(error, "response", None), "status_code", None)
     namespace = repo_id.split("/")[0]
@@ -1149,6 +1154,11 @@ def push_tracker_to_hub(
         try:
             assembled.card.validate()
             api.create_repo(repo_id, private=private, exist_ok=True)
+            if private and not api.repo_info(repo_id).private:
+                logger.warning(
+                    "%s already exists and is public: `private` only applies to new repositories. Change the "
+                    "visibility in the repository settings if it must be private.", repo_id,
+                )
             if revision is not None:
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
             logger.info("Uploading %d files to %s (%s)", len(assembled.files), repo_id, result.revision)
@@ -1160,10 +1170,14 @@ def push_tracker_to_hub(
                 allow_patterns=UPLOAD_PATTERNS,
                 delete_patterns=MANAGED_REMOTE_PATTERNS,
             )
+        except HfHubHTTPError as error:
+            raise _hub_error(error, repo_id) from error
         except ValueError as error:  # raised by card.validate() for a card the Hub rejects
             raise ModelCardError(f"The Hub rejected the model card metadata: {error}") from error
-        except (HfHubHTTPError, OSError) as error:
-            raise _hub_error(error, repo_id) from error
+        except Exception as error:
+            if isinstance(error, OSError) or _is_transport_error(error):
+                raise _hub_error(error, repo_id) from error
+            raise
     result.commit_url, result.commit_oid = commit.commit_url, commit.oid
     return result
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import ModelCard
-from safetensors.torch import load_file, save_file
-
 from hub_server import (
     READ_TOKEN,
     REPO_ROOT,
@@ -28,6 +25,9 @@ from hub_server import (
     tiny_tracker_config,
     tracker_inputs,
 )
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file, save_file
+
 from lorat_hf import hub
 from lorat_hf.adapters import load_tracker_model, save_adapter_folder
 from lorat_hf.hub import (
@@ -336,14 +336,18 @@ def test_eval_reports_are_checked():
 def test_committed_model_cards_equal_their_rendering():
     spec = importlib.util.spec_from_file_location("model_cards_generate", REPO_ROOT / "model_cards" / "generate.py")
     generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
-    rendered = generate.render_all()
+    sys.modules[spec.name] = generate  # its dataclasses resolve annotations through sys.modules
+    try:
+        spec.loader.exec_module(generate)
+        rendered = generate.render_all()
+    finally:
+        del sys.modules[spec.name]
     committed = {p.name for p in (REPO_ROOT / "model_cards").glob("*.md")} - {"README.md"}
     assert committed == set(rendered), "run `python model_cards/generate.py` and commit the cards"
     for name, text in rendered.items():
         assert (REPO_ROOT / "model_cards" / name).read_text(encoding="utf-8") == text, f"{name} is stale"
     assert len(rendered) == 12
-    for name, text in rendered.items():
+    for text in rendered.values():
         validate_model_card(ModelCard(text), adapter=True)
 
 
@@ -464,6 +468,19 @@ for name, call in {
     except Exception as error:
         errors[name] = f"{type(error).__name__}: {error}"
 
+# The LoraTracker facade loads the same repo (merged by default) and tracks like the local folder it came from.
+import numpy as np
+from lorat_hf.tracking import LoraTracker
+frames = np.random.default_rng(0).integers(0, 255, size=(4, 120, 160, 3), dtype=np.uint8)
+tracks = {}
+for name, tracker in {
+    "hub": LoraTracker.from_pretrained("org/tracker", revision="v2", cache_dir=cache),
+    "local": LoraTracker.from_pretrained(args["v2"]),
+}.items():
+    tracker.init(frames[0], (40.0, 30.0, 24.0, 24.0))
+    tracks[name] = [[float(v) for v in tracker.track(frame)[0]] for frame in frames[1:]]
+    tracks[name + "_processor"] = type(tracker.image_processor).__name__
+
 # transformers' push_to_hub on the PeftModel: the card already on the Hub is kept; only peft files are re-uploaded.
 updated = load_tracker_model("org/tracker", cache_dir=cache)
 with torch.no_grad():
@@ -480,7 +497,7 @@ try:
 except OSError as error:
     errors["offline_not_cached"] = str(error)
 save_file({k: v.contiguous() for k, v in found.items()}, args["outputs"])
-print(json.dumps({"errors": errors, "main_commit": main.commit_oid, "v2_files": v2.files}))
+print(json.dumps({"errors": errors, "main_commit": main.commit_oid, "v2_files": v2.files, "tracks": tracks}))
 """
 
 
@@ -525,6 +542,10 @@ def test_push_then_load_round_trip(tmp_path, backbone_folder, fake_hub):
     assert (card.data.library_name, card.data.base_model, card.data.model_name) == ("peft", BACKBONE_ID, "tracker")
     assert "config.json" in latest and latest["adapter_model.safetensors"] != files["adapter_model.safetensors"]
     assert fake_hub.commit_messages("org/tracker")[-1] == "update weights"
+
+    tracks = report["tracks"]
+    assert tracks["hub"] == tracks["local"] and len(tracks["hub"]) == 3
+    assert tracks["hub_processor"] == "LoraTrackerImageProcessor"
 
     errors = report["errors"]
     assert "OSError" in errors["missing_repo"] and "neither a local folder nor a Hub repository" in errors["missing_repo"]
