@@ -20,6 +20,16 @@ from .sequences import (
     trim_unannotated,
     trim_unannotated_sequences,
 )
+from .synthetic import (
+    SyntheticSequence,
+    SyntheticVideo,
+    SyntheticVideoConfig,
+    generate_sequence,
+    read_synthetic_annotations,
+    synthetic_sequences_dataset,
+    write_generic_layout,
+    write_lasot_layout,
+)
 
 __all__ = [
     "DATASET_NAMES",
@@ -28,16 +38,24 @@ __all__ = [
     "SEQUENCE_FEATURES",
     "ReadPlan",
     "SequenceReader",
+    "SyntheticSequence",
+    "SyntheticVideo",
+    "SyntheticVideoConfig",
     "TrackingSequence",
     "available_datasets",
     "build_sequence_row",
     "default_cache_dir",
+    "generate_sequence",
     "get_sequence_reader",
     "iter_sequences",
     "load_sequences",
     "load_sequences_from",
     "read_frame",
+    "read_synthetic_annotations",
     "register_sequence_reader",
+    "synthetic_sequences_dataset",
     "trim_unannotated",
     "trim_unannotated_sequences",
+    "write_generic_layout",
+    "write_lasot_layout",
 ]
