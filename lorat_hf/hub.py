@@ -12,10 +12,17 @@ Publishing goes through three steps, each usable alone:
 3. `push_tracker_to_hub(folder_or_model, repo_id, ...)` assembles into a temporary folder and uploads only that.
 
 Adapter repos name their frozen DINOv2 by Hub id (`base_model`, and `base_model_name_or_path` in
-`adapter_config.json`), so `LoraTracker.from_pretrained(repo_id)` downloads both. peft's `save_pretrained` writes its
-own `README.md` (library `peft`, base model from `_name_or_path`, which is empty for a tracker built from a config),
-and transformers' `push_to_hub` replaces it with the card already on the Hub or a generic one. That is why the card
-is always built here, after the peft files are written.
+`adapter_config.json`), so `LoraTracker.from_pretrained(repo_id)` downloads both.
+
+peft's `save_pretrained` writes its own `README.md` (library `peft`, base model from `_name_or_path`, which is empty
+for a tracker built from a config), so the card is always built here, after the peft files are written. Calling
+`push_to_hub` on the `PeftModel` itself goes through transformers: it uploads the peft files plus the card already in
+the repo, or a generic transformers card when the repo has none, and never the tracker `config.json`. A repo first
+published with `push_tracker_to_hub` therefore keeps its card and config when it is updated that way, but a new repo
+created by `model.push_to_hub` cannot be loaded: publish with `push_tracker_to_hub(model, repo_id)` instead.
+
+Loading goes through `lorat_hf.adapters.load_tracker_model`; `load_additional_adapter` adds more adapters over the
+same backbone for `model.set_adapter(name)` switching.
 """
 
 from __future__ import annotations
@@ -376,18 +383,22 @@ def _details_rows(
     ]
 
 
-# train_config.json leaves shown in the card's summary, by leaf name (first match wins); the full file follows.
+# train_config.json values shown in the card's summary: (label, key suffixes), the first key found wins; a suffix
+# matches a whole dotted path component chain (`"peft.r"` matches `"model.peft.r"`). The full file follows the summary.
 _TRAINING_SUMMARY_KEYS: list[tuple[str, tuple[str, ...]]] = [
     ("Variant", ("variant",)),
-    ("Backbone", ("backbone_name_or_path", "backbone")),
-    ("Training data", ("train_datasets", "datasets", "dataset_names", "dataset")),
-    ("Fine-tuning method", ("peft_method", "method")),
-    ("LoRA rank / alpha", ("lora_r", "r")),
+    ("Backbone", ("backbone_name_or_path",)),
+    ("Training data", ("train_datasets", "datasets", "dataset_names", "data.dataset")),
+    ("Fine-tuning method", ("peft_method", "peft.method")),
+    ("LoRA rank", ("lora_r", "peft.r")),
+    ("LoRA alpha", ("lora_alpha", "peft.alpha", "peft.lora_alpha")),
+    ("Epochs", ("num_train_epochs",)),
+    ("Pairs per epoch", ("samples_per_epoch",)),
     ("Steps", ("max_train_steps", "max_steps", "num_train_steps")),
     ("Global batch size", ("global_batch_size", "total_batch_size", "train_batch_size", "batch_size")),
-    ("Learning rate", ("learning_rate", "lr")),
+    ("Learning rate", ("learning_rate", "optim.lr", "optimizer.lr")),
     ("Weight decay", ("weight_decay",)),
-    ("LR schedule", ("lr_scheduler", "lr_scheduler_type", "scheduler")),
+    ("LR schedule", ("lr_scheduler", "lr_scheduler_type")),
     ("Warm-up steps", ("lr_warmup_steps", "warmup_steps")),
     ("Mixed precision", ("mixed_precision",)),
     ("Processes", ("num_processes",)),
@@ -406,19 +417,15 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def training_rows_from_train_config(train_config: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Summary rows of a `train_config.json` (nested groups allowed): the usual hyper-parameters found in it."""
-    flat = _flatten(train_config)
+    """Summary rows `(label, value)` of a `train_config.json` (nested groups allowed): the usual hyper-parameters."""
+    flat = {key: value for key, value in _flatten(train_config).items() if value not in (None, "", [])}
     rows = []
-    for label, names in _TRAINING_SUMMARY_KEYS:
-        for name in names:
-            match = next((v for k, v in flat.items() if k.split(".")[-1] == name and v not in (None, "", [])), None)
-            if match is not None:
-                value = ", ".join(map(str, match)) if isinstance(match, (list, tuple)) else str(match)
-                if label == "LoRA rank / alpha":
-                    alpha = next((v for k, v in flat.items() if k.split(".")[-1] == "lora_alpha"), None)
-                    value = f"{value} / {alpha}" if alpha is not None else value
-                rows.append((label, value))
-                break
+    for label, suffixes in _TRAINING_SUMMARY_KEYS:
+        found = next(
+            (flat[key] for suffix in suffixes for key in flat if key == suffix or key.endswith("." + suffix)), None
+        )
+        if found is not None:
+            rows.append((label, ", ".join(map(str, found)) if isinstance(found, (list, tuple)) else str(found)))
     return rows
 
 
@@ -814,7 +821,11 @@ def resolve_base_model(info: TrackerFolder, base_model: str | None = None) -> st
     from_config = info.config.backbone_name_or_path
     from_adapter = (info.adapter_config or {}).get("base_model_name_or_path")
     named = [(ADAPTER_CONFIG_NAME, from_adapter), (TRACKER_CONFIG_NAME, from_config)]
-    hub_ids = [(source, value) for source, value in named if _is_hub_id(value) and not (info.path / value).is_dir()]
+    hub_ids = [
+        (source, value)
+        for source, value in named
+        if _is_hub_id(value) and not (info.path / value).is_dir() and not os.path.isdir(value)
+    ]
     if base_model is not None:
         if not _is_hub_id(base_model):
             raise TrackerFolderError(f"base_model {base_model!r} must be a Hub repo id such as facebook/dinov2-base.")
@@ -923,6 +934,13 @@ def assemble_upload_folder(
     for plot in plots:
         if not str(plot).lower().endswith(".png") or not os.path.isfile(plot):
             raise FileNotFoundError(f"Plot {str(plot)!r} is not an existing .png file.")
+    reports: list[Any] = []
+    for source in ([info.eval_results] if info.eval_results is not None else []) + [
+        _read_json(path, "evaluation report") for path in eval_reports
+    ]:
+        reports.extend(source if isinstance(source, list) else [source])
+    _as_results(reports)  # every report must be a readable lorat-eval report, even under a given card
+    card = _load_card(model_card) if model_card is not None else None
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
@@ -954,21 +972,13 @@ def assemble_upload_folder(
         for name in [TRAIN_CONFIG_NAME, EVAL_RESULTS_NAME, *info.plots]:
             if (info.path / name).is_file():
                 shutil.copy2(info.path / name, staging / name)
-        reports: list[Any] = []
-        if info.eval_results is not None:
-            reports.extend(info.eval_results if isinstance(info.eval_results, list) else [info.eval_results])
-        for report in eval_reports:
-            loaded = _read_json(report, "evaluation report")
-            reports.extend(loaded if isinstance(loaded, list) else [loaded])
+        for extra in [*eval_reports, *plots]:
             (staging / EVAL_DIR).mkdir(exist_ok=True)
-            shutil.copy2(report, staging / EVAL_DIR / Path(report).name)
-        for plot in plots:
-            (staging / EVAL_DIR).mkdir(exist_ok=True)
-            shutil.copy2(plot, staging / EVAL_DIR / Path(plot).name)
+            shutil.copy2(extra, staging / EVAL_DIR / Path(extra).name)
         plot_paths = [*info.plots, *(f"{EVAL_DIR}/{Path(p).name}" for p in plots)]
 
         adapter = info.kind == "adapter"
-        if model_card is None:
+        if card is None:
             card = build_model_card(
                 config,
                 model_name=model_name or (repo_id.split("/")[-1] if repo_id else info.path.resolve().name),
@@ -982,12 +992,8 @@ def assemble_upload_folder(
                 license=license,
                 plots=plot_paths,
             )
-        else:
-            card = _load_card(model_card)
             if (info.path / CARD_NAME).is_file():
-                logger.info("Publishing the given model card instead of %s", info.path / CARD_NAME)
-        if model_card is None and (info.path / CARD_NAME).is_file():
-            logger.info("Replacing %s (peft's or an older card) with a generated card.", info.path / CARD_NAME)
+                logger.info("Replacing %s (peft's or an older card) with a generated card.", info.path / CARD_NAME)
         validate_model_card(card, adapter=adapter, base_model=hub_id)
         card.save(str(staging / CARD_NAME))
 
@@ -1011,7 +1017,7 @@ def _hub_datasets(train_config: Mapping[str, Any] | None) -> list[str] | None:
     for key, value in _flatten(train_config).items():
         if key.split(".")[-1] in ("train_datasets", "datasets", "dataset_names", "dataset"):
             names.extend(value if isinstance(value, list) else [value])
-    ids = [benchmark_names(str(n))[1] for n in names if isinstance(n, str)]
+    ids = [benchmark_names(n.split(":")[0])[1] for n in names if isinstance(n, str)]  # "lasot:train" -> lasot
     return sorted({i for i in ids if "/" in i}) or None
 
 

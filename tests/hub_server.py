@@ -158,6 +158,8 @@ class FakeHub:
             HF_HUB_DISABLE_XET="1",
             HF_HUB_ETAG_TIMEOUT="30",
             TRANSFORMERS_VERBOSITY="error",
+            NO_PROXY="127.0.0.1,localhost",
+            no_proxy="127.0.0.1,localhost",
             PYTHONUNBUFFERED="1",
         )
         if token is not None:

@@ -447,11 +447,13 @@ def record(name, model):
 main = push_tracker_to_hub(args["main"], "org/tracker", base_model=args["backbone_id"])
 v2 = push_tracker_to_hub(args["v2"], "org/tracker", revision="v2", commit_message="second adapter")
 push_tracker_to_hub(args["v2"], "org/other-tracker")
+merged = push_tracker_to_hub(args["merged"], "org/tracker-merged")
 cache = args["cache"]
 record("main", load_tracker_model("org/tracker", cache_dir=cache))
 record("main_merged", load_tracker_model("org/tracker", merge=True, cache_dir=cache))
 record("v2", load_tracker_model("org/tracker", revision="v2", cache_dir=cache))
 record("main_by_commit", load_tracker_model("org/tracker", revision=main.commit_oid, cache_dir=cache))
+record("merged_repo", load_tracker_model("org/tracker-merged", cache_dir=cache))
 model = load_tracker_model("org/tracker", adapter_name="main", cache_dir=cache)
 load_additional_adapter(model, "org/tracker", "v2", revision="v2", cache_dir=cache)
 model.set_adapter("v2")
@@ -497,7 +499,8 @@ try:
 except OSError as error:
     errors["offline_not_cached"] = str(error)
 save_file({k: v.contiguous() for k, v in found.items()}, args["outputs"])
-print(json.dumps({"errors": errors, "main_commit": main.commit_oid, "v2_files": v2.files, "tracks": tracks}))
+print(json.dumps({"errors": errors, "main_commit": main.commit_oid, "v2_files": v2.files, "merged_files": merged.files,
+                  "tracks": tracks}))
 """
 
 
@@ -511,10 +514,11 @@ def test_push_then_load_round_trip(tmp_path, backbone_folder, fake_hub):
     inputs = tracker_inputs(seed=3)
     save_file(inputs, tmp_path / "inputs.safetensors")
     expected = {"main": outputs(main, inputs), "v2": outputs(v2, inputs)}
-    merged = make_adapter(backbone_folder, seed=21).merge_and_unload()
+    merged = make_adapter(backbone_folder, seed=21, backbone_id=BACKBONE_ID).merge_and_unload()
+    merged.save_pretrained(tmp_path / "merged")
     expected["main_merged"] = outputs(merged, inputs)
 
-    args = {k: str(tmp_path / k) for k in ("main", "v2", "cache")}
+    args = {k: str(tmp_path / k) for k in ("main", "v2", "merged", "cache")}
     args.update(backbone_id=BACKBONE_ID, inputs=str(tmp_path / "inputs.safetensors"), outputs=str(tmp_path / "out.safetensors"))
     result = run_client(fake_hub, tmp_path, ROUND_TRIP_CLIENT, json.dumps(args), token=WRITE_TOKEN)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -525,7 +529,10 @@ def test_push_then_load_round_trip(tmp_path, backbone_folder, fake_hub):
         return all(torch.equal(found[f"{name}.{k}"], reference[k]) for k in reference)
 
     assert same("main", expected["main"]) and same("main_by_commit", expected["main"])
-    assert same("main_merged", expected["main_merged"])
+    assert same("main_merged", expected["main_merged"]) and same("merged_repo", expected["main_merged"])
+    assert set(report["merged_files"]) == {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"}
+    # Both the adapter repo and the backbone it names went to the requested cache.
+    assert {"models--org--tracker", "models--tiny-models--dinov2-32"} <= {p.name for p in (tmp_path / "cache").iterdir()}
     assert same("v2", expected["v2"]) and same("offline_v2", expected["v2"])
     assert same("switched_v2", expected["v2"]) and same("switched_main", expected["main"])
     assert not same("updated", expected["main"])
