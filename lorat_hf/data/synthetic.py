@@ -10,8 +10,9 @@ Ground truth is derived from the rendering, not estimated:
 * ``boxes_xyxy`` `(N, 4)`: the target's full extent (occluded parts included) in continuous 0-based ``xyxy`` pixels,
   clipped to the frame; ``NaN`` when no part of it is inside the frame. The rendered target covers exactly the pixels
   ``[floor(x1), ceil(x2)) x [floor(y1), ceil(y2))`` of that box (area coverage is computed analytically).
-* ``visible_fraction`` `(N,)`: the rendered, unoccluded in-frame area of the target divided by its full area.
-* ``out_of_view`` = in-frame fraction ``< min_visible_fraction``; ``full_occlusion`` = not out of view and
+* ``visible_fraction`` `(N,)`: the rendered, unoccluded in-frame area of the target divided by its full rendered
+  area (`SyntheticVideo.target_area`, which excludes rounded-off corners).
+* ``out_of_view`` = in-frame share of the box area ``< min_visible_fraction``; ``full_occlusion`` = not out of view and
   ``visible_fraction < min_visible_fraction``; ``visible`` = neither. Motion blur and noise are applied to the frame
   after compositing (like real footage), so they do not change the geometry.
 
@@ -237,6 +238,15 @@ class _Layer:
         return roi, alpha.astype(np.float32)
 
 
+    def full_area(self, t: int) -> float:
+        """Rendered area (sum of coverage) of the whole object at frame ``t``, ignoring the frame's borders."""
+        box = self.boxes[t]
+        shift = np.array([math.floor(box[0]), math.floor(box[1])] * 2, dtype=np.float64)
+        moved = _Layer(self.texture, (box - shift)[None], self.shape, self.corner)
+        canvas_w, canvas_h = math.ceil(box[2] - shift[0]) + 1, math.ceil(box[3] - shift[1]) + 1
+        return float(moved.alpha(0, canvas_w, canvas_h)[1].sum(dtype=np.float64))
+
+
 def _corner_mask(box: np.ndarray, roi: tuple[int, int, int, int], corner: float) -> np.ndarray:
     """1 inside a rounded rectangle, 0 in its cut corners, tested at pixel centres clamped into the box.
 
@@ -249,7 +259,8 @@ def _corner_mask(box: np.ndarray, roi: tuple[int, int, int, int], corner: float)
     cy = np.clip(np.arange(y0, y1) + 0.5, box[1], box[3])[:, None]
     dx = np.maximum(np.maximum(box[0] + radius - cx, cx - (box[2] - radius)), 0.0)
     dy = np.maximum(np.maximum(box[1] + radius - cy, cy - (box[3] - radius)), 0.0)
-    return (dx**2 + dy**2 <= radius**2).astype(np.float64)
+    # points clamped onto a straight side sit exactly at distance `radius`: compare with a rounding tolerance
+    return (np.hypot(dx, dy) <= radius * (1 + 1e-9) + 1e-9).astype(np.float64)
 
 
 def _ellipse_coverage(box: np.ndarray, roi: tuple[int, int, int, int], samples: int = 4) -> np.ndarray:
@@ -589,6 +600,7 @@ class SyntheticVideo:
         cfg = self.config
         boxes = self.target.boxes
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        self.target_area = np.array([self.target.full_area(t) for t in range(self.num_frames)])
         clipped = boxes.copy()
         clipped[:, [0, 2]] = np.clip(clipped[:, [0, 2]], 0, self.width)
         clipped[:, [1, 3]] = np.clip(clipped[:, [1, 3]], 0, self.height)
@@ -597,7 +609,8 @@ class SyntheticVideo:
         for t in range(self.num_frames):
             roi, alpha = self.target.alpha(t, self.width, self.height)
             if alpha.size:
-                visible_fraction[t] = float((alpha * self._occlusion_transmittance(t, roi)).sum(dtype=np.float64)) / area[t]
+                unoccluded = (alpha * self._occlusion_transmittance(t, roi)).sum(dtype=np.float64)
+                visible_fraction[t] = float(unoccluded) / self.target_area[t]
         has_extent = in_frame_area > 0
         clipped[~has_extent] = np.nan
         self.boxes_xyxy = clipped
