@@ -67,7 +67,12 @@ def test_score_lasot_report_keys_numbers_table_and_plots(tmp_path, lasot, capsys
     assert report["per_sequence"]["bear-1"]["success_auc"] == pytest.approx(2000 / 21, abs=1e-4)
     assert len(report["curves"]["success"]["thresholds"]) == 21
     printed = capsys.readouterr().out
-    assert "AUC" in printed and "mine" in printed and "baseline" in printed and f"{(5 / 6 + 2) / 3 * 2000 / 21:.2f}" in printed
+    assert (
+        "AUC" in printed
+        and "mine" in printed
+        and "baseline" in printed
+        and f"{(5 / 6 + 2) / 3 * 2000 / 21:.2f}" in printed
+    )
     for kind in ("success", "precision", "normalized_precision"):
         assert (tmp_path / "plots" / f"{kind}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -377,6 +377,7 @@ def run_evaluation(
         The report dictionary on the main process when the split has annotations, else None.
     """
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
     from tqdm.auto import tqdm
 
     from ..tracking import LoraTracker
@@ -388,7 +389,8 @@ def run_evaluation(
     protocol = protocol or default_protocol(dataset)
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}.")
-    state = PartialState()
+    # like `Accelerator`: ACCELERATE_USE_CPU (or --device cpu) makes a multi-process launch MULTI_CPU over gloo
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or str(device) == "cpu")
     output_dir = Path(output_dir)
     config = {
         "model": os.fspath(model),
