@@ -72,7 +72,7 @@ from lorat_hf.training.validation import evaluate_loss, evaluate_tracking
 logger = get_logger(__name__, log_level="INFO")
 
 METRICS_FILE = "train_metrics.jsonl"
-RUN_ARTIFACTS = (CHECKPOINTS_DIRNAME, FINAL_DIRNAME, TRAIN_CONFIG_NAME, "logs", "sample_ids")
+RUN_ARTIFACTS = (CHECKPOINTS_DIRNAME, FINAL_DIRNAME, TRAIN_CONFIG_NAME, BACKBONE_DIRNAME, "logs", "sample_ids")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -109,47 +109,53 @@ def _worker_init(_: int) -> None:
     cv2.setNumThreads(1)  # the workers are the parallelism
 
 
-def ensure_synthetic_dataset(data_args: DataArguments, output_dir: Path, seed: int) -> Path:
-    """Generate the synthetic LaSOT-layout dataset once (train and test splits); reuse it when present."""
-    from lorat_hf.data import synthetic
+def synthetic_sequences(split: str | None, data_args: DataArguments, output_dir: Path):
+    """The `synthetic` dataset: videos from `lorat_hf.data.synthetic` written once (resumably) in the generic layout.
 
+    `train` holds `synthetic_sequences` videos; any other split (`test`, `val`) holds `synthetic_val_sequences` other
+    videos (another seed), so evaluation is on held-out sequences. Frames are written under `synthetic_data_dir`.
+    """
+    from lorat_hf.data.sequences import load_sequences
+    from lorat_hf.data.synthetic import SyntheticVideoConfig, write_generic_layout
+
+    split = split or "train"
     root = Path(data_args.synthetic_data_dir) if data_args.synthetic_data_dir else output_dir / "synthetic_data"
-    if (root / "training_set.txt").is_file() and (root / "testing_set.txt").is_file():
-        return root
-    width, height = data_args.synthetic_frame_size
-    video = synthetic.SyntheticVideoConfig(width=width, height=height, num_frames=data_args.synthetic_sequence_length)
-    synthetic.write_lasot_layout(
-        root,
-        num_sequences=data_args.synthetic_sequences,
-        config=video,
-        seed=seed,
-        num_test_sequences=data_args.synthetic_val_sequences,
+    training_split = split == "train"
+    video = SyntheticVideoConfig(
+        frame_size=tuple(data_args.synthetic_frame_size), num_frames=data_args.synthetic_sequence_length
     )
-    return root
+    names = write_generic_layout(
+        root / split,
+        data_args.synthetic_sequences if training_split else data_args.synthetic_val_sequences,
+        video,
+        seed=data_args.synthetic_seed + (0 if training_split else 1),
+    )
+    table = load_sequences("generic", root, split, cache_dir=data_args.sequence_cache_dir)
+    rows = {name: row for row, name in enumerate(table["name"])}
+    return table.select([rows[name] for name in names])  # exactly this configuration's videos
 
 
-def load_sequence_table(entry: str, data_args: DataArguments, output_dir: Path, seed: int, accelerator: Accelerator):
-    """`name:split` -> a sequence `datasets.Dataset` (the `synthetic` name generates its data on first use)."""
+def load_sequence_table(entry: str, data_args: DataArguments, output_dir: Path, accelerator: Accelerator):
+    """`name:split` -> a sequence `datasets.Dataset` (the `synthetic` name generates its videos on first use)."""
     from lorat_hf.data.sequences import load_sequences
 
     name, split = parse_dataset_entry(entry)
-    with accelerator.main_process_first():  # parse/generate once; the others then read the cache
+    with accelerator.main_process_first():  # parse/generate once; the other processes then read the cache
         if name == "synthetic":
-            root, reader = ensure_synthetic_dataset(data_args, output_dir, seed), "lasot"
-        else:
-            root, reader = data_args.dataset_roots.get(name), name
-            if root is None:
-                raise ValueError(
-                    f"No root folder for dataset {name!r}: add it to dataset_roots in the recipe, e.g. "
-                    f"--dataset_roots '{{\"{name}\": \"/data/{name}\"}}'."
-                )
-        return load_sequences(reader, root, split, cache_dir=data_args.sequence_cache_dir)
+            return synthetic_sequences(split, data_args, output_dir)
+        root = data_args.dataset_roots.get(name)
+        if root is None:
+            raise ValueError(
+                f"No root folder for dataset {name!r}: add it to dataset_roots in the recipe, e.g. "
+                f"--dataset_roots '{{\"{name}\": \"/data/{name}\"}}'."
+            )
+        return load_sequences(name, root, split, cache_dir=data_args.sequence_cache_dir)
 
 
 def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: Accelerator, output_dir: Path):
     """The training loader (epoch-ordered pairs), the fixed validation loader (or None) and tracking sequences."""
     data, training = config.data, config.training
-    train_tables = [load_sequence_table(e, data, output_dir, training.seed, accelerator) for e in data.train_datasets]
+    train_tables = [load_sequence_table(e, data, output_dir, accelerator) for e in data.train_datasets]
     train_dataset = TrackingPairDataset(
         train_tables,
         image_processor,
@@ -180,7 +186,7 @@ def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: A
 
     val_loader = None
     if data.val_pairs > 0 and data.val_datasets and training.validation_steps > 0:
-        val_tables = [load_sequence_table(e, data, output_dir, training.seed, accelerator) for e in data.val_datasets]
+        val_tables = [load_sequence_table(e, data, output_dir, accelerator) for e in data.val_datasets]
         val_dataset = TrackingPairDataset(
             val_tables,
             image_processor,
@@ -202,7 +208,7 @@ def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: A
 
     tracking_sequences = None
     if data.tracking_eval_sequences > 0 and data.tracking_eval_dataset and training.tracking_eval_steps > 0:
-        table = load_sequence_table(data.tracking_eval_dataset, data, output_dir, training.seed, accelerator)
+        table = load_sequence_table(data.tracking_eval_dataset, data, output_dir, accelerator)
         tracking_sequences = table.select(range(min(data.tracking_eval_sequences, len(table))))
     return train_loader, loader_generator, val_loader, tracking_sequences
 
@@ -231,6 +237,21 @@ def check_output_dir(output_dir: Path, resuming: bool, overwrite: bool, accelera
             path = output_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     accelerator.wait_for_everyone()
+
+
+def check_gradient_accumulation(accelerator: Accelerator, requested: int) -> None:
+    """Refuse a run whose accumulation was silently changed by the environment or a DeepSpeed config: the global
+    batch (and so the official recipe) would no longer be what the recipe says."""
+    effective = accelerator.gradient_accumulation_steps
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is not None and isinstance(plugin.deepspeed_config.get("gradient_accumulation_steps"), int):
+        effective = plugin.deepspeed_config["gradient_accumulation_steps"]
+    if effective != requested:
+        raise ValueError(
+            f"The recipe asks for gradient_accumulation_steps={requested} but accelerate uses {effective} (set by "
+            "ACCELERATE_GRADIENT_ACCUMULATION_STEPS or the DeepSpeed config). Make them equal: the global batch is "
+            "split over processes x accumulation steps."
+        )
 
 
 def effective_config(config: TrainConfig, accelerator: Accelerator, plan, schedule: dict, model) -> dict[str, Any]:
@@ -320,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)
+    check_gradient_accumulation(accelerator, training.gradient_accumulation_steps)
     if accelerator.is_local_main_process:
         import datasets
         import transformers
@@ -366,7 +388,12 @@ def main(argv: list[str] | None = None) -> None:
         model = build_tracker(tracker_config, peft_args, backbone)
     base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
     image_processor = LoraTrackerImageProcessor.from_tracker_config(base_model.config)
-    cast_for_mixed_precision_(model, weight_dtype_for(accelerator.mixed_precision))
+    weight_dtype = weight_dtype_for(accelerator.mixed_precision)
+    autocast_dtype = None if weight_dtype == torch.float32 else weight_dtype
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        logger.info("FSDP/DeepSpeed manage parameter dtypes themselves: every weight is kept fp32 here.")
+    else:
+        cast_for_mixed_precision_(model, weight_dtype)
     if training.gradient_checkpointing:
         enable = getattr(base_model, "activation_checkpointing_enable", None) or base_model.gradient_checkpointing_enable
         enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -460,7 +487,13 @@ def main(argv: list[str] | None = None) -> None:
     def track_and_score() -> None:
         if accelerator.is_main_process:
             with isolated_rng():
-                metrics = evaluate_tracking(accelerator.unwrap_model(model), image_processor, tracking_sequences, accelerator)
+                metrics = evaluate_tracking(
+                    accelerator.unwrap_model(model),
+                    image_processor,
+                    tracking_sequences,
+                    autocast_dtype=autocast_dtype,
+                    max_batch_size=plan.per_device_batch_size * 4,
+                )
             log(metrics)
         accelerator.wait_for_everyone()
 

@@ -163,8 +163,9 @@ class DataArguments:
     )
     synthetic_data_dir: str | None = field(
         default=None,
-        metadata={"help": "Where the 'synthetic' dataset is generated when absent (default <output_dir>/synthetic_data)."},
+        metadata={"help": "Where the 'synthetic' dataset is generated (default <output_dir>/synthetic_data)."},
     )
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic videos (independent of --seed)."})
     synthetic_sequences: int = field(default=48, metadata={"help": "Synthetic training sequences to generate."})
     synthetic_val_sequences: int = field(default=8, metadata={"help": "Synthetic validation sequences to generate."})
     synthetic_frame_size: list[int] = field(default_factory=lambda: [320, 240], metadata={"help": "Synthetic W H."})

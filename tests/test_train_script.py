@@ -1,0 +1,196 @@
+"""examples/train.py end to end through `accelerate launch`: DDP on 2 CPU processes, exact resume, checkpoints,
+exports, the recipes and accelerate configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from data_factories import make_generic
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = REPO / "examples" / "train.py"
+CONFIGS = REPO / "examples" / "configs"
+ACCELERATE_CONFIGS = REPO / "examples" / "accelerate_configs"
+ACCELERATE = Path(sys.executable).parent / "accelerate"
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(args: list[str], processes: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run examples/train.py under `accelerate launch` (gloo DDP for 2 processes) and require success."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    if processes > 1:
+        env["ACCELERATE_USE_CPU"] = "true"  # with --multi_gpu: real DDP over gloo (--cpu alone starts ONE process)
+        launcher = ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", str(_free_port())]
+    else:
+        launcher = ["--num_processes", "1", "--cpu"]
+    command = [str(ACCELERATE), "launch", *launcher, str(TRAIN_SCRIPT), *args]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stderr[-6000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def generic_data(tmp_path_factory):
+    """Tiny generic-layout sequences (train and val splits) and a private sequence cache."""
+    root = tmp_path_factory.mktemp("generic")
+    make_generic(root / "train", names=[f"seq{i}" for i in range(5)], num_frames=10, size_wh=(96, 72), extension="jpg")
+    make_generic(root / "val", names=["val0", "val1"], num_frames=6, size_wh=(96, 72), extension="jpg")
+    return root
+
+
+def tiny_args(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
+    """The tiny synthetic recipe pointed at the generic test sequences, 2 steps per epoch, 4 epochs."""
+    return [
+        "--config", str(CONFIGS / "tiny-synthetic.yaml"),
+        "--output_dir", str(output_dir),
+        "--train_datasets", "generic:train",
+        "--val_datasets", "generic:val",
+        "--dataset_roots", json.dumps({"generic": str(data_root)}),
+        "--sequence_cache_dir", str(data_root / "cache"),
+        "--tracking_eval_sequences", "0",
+        "--samples_per_epoch", "16",
+        "--global_batch_size", "8",
+        "--num_train_epochs", "4",
+        "--warmup_epochs", "1",
+        "--val_pairs", "8",
+        "--validation_steps", "4",
+        "--checkpointing_steps", "2",
+        "--checkpoints_total_limit", "2",
+        "--logging_steps", "1",
+        "--dataloader_num_workers", "0",
+        "--report_to", "none",
+        *extra,
+    ]
+
+
+def read_metrics(output_dir: Path) -> list[dict]:
+    lines = (output_dir / "logs" / "train_metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "pairs_per_second"} for line in lines]
+
+
+def test_ddp_ranks_split_the_data_and_an_interrupted_run_resumes_exactly(generic_data, tmp_path):
+    full, split = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    launch(tiny_args(generic_data, full, "--log_sample_ids"), processes=2)
+
+    # Two ranks saw disjoint halves of every global batch, the whole epoch between them, and ended identical.
+    ranks = [[json.loads(line) for line in (full / "sample_ids" / f"rank-{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    batches = [[tuple(s) for entry in rank[:-1] for s in entry["samples"]] for rank in ranks]
+    assert len(batches[0]) == len(batches[1]) == 8 * 4  # 8 steps x 4 pairs per rank
+    assert not set(batches[0]) & set(batches[1])
+    for epoch in range(4):
+        seen = sorted(index for epoch_, index in batches[0] + batches[1] if epoch_ == epoch)
+        assert seen == list(range(16))
+    assert ranks[0][-1]["weights_sha256"] == ranks[1][-1]["weights_sha256"]
+    run_config = json.loads((full / "train_config.json").read_text())
+    assert run_config["accelerate"]["distributed_type"] == "DistributedType.MULTI_CPU"
+    assert run_config["batch_plan"] == {
+        "global_batch_size": 8, "num_processes": 2, "gradient_accumulation_steps": 1,
+        "per_device_batch_size": 4, "steps_per_epoch": 2, "samples_per_epoch": 16,
+    }
+    assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["checkpoint-6", "checkpoint-8"]  # rotation
+
+    # Stop after 3 steps (mid-epoch), plant an incomplete later checkpoint, resume from "latest".
+    launch(tiny_args(generic_data, split, "--max_train_steps", "3"), processes=2)
+    planted = split / "checkpoints" / "checkpoint-7"
+    shutil.copytree(split / "checkpoints" / "checkpoint-3", planted)
+    (planted / "checkpoint_complete.json").unlink()
+    resumed = launch(tiny_args(generic_data, split, "--resume_from_checkpoint", "latest"), processes=2)
+    assert "Ignoring incomplete checkpoints" in resumed.stderr and "checkpoint-7" in resumed.stderr
+    assert "Resumed from" in resumed.stderr and "checkpoint-3 at step 3" in resumed.stderr
+    assert not planted.exists()  # stale partial checkpoint rotated away
+
+    assert read_metrics(split) == read_metrics(full)  # every loss, lr, grad norm and validation loss, exactly
+    final_full = load_file(full / "final" / "adapter_model.safetensors")
+    final_split = load_file(split / "final" / "adapter_model.safetensors")
+    assert final_full.keys() == final_split.keys()
+    for key in final_full:
+        assert torch.equal(final_full[key], final_split[key]), key
+
+
+def _train_module():
+    spec = importlib.util.spec_from_file_location("lorat_train_example", TRAIN_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_new_run_refuses_a_folder_holding_another_run(tmp_path):
+    from accelerate import PartialState
+
+    PartialState(cpu=True)  # the script logs through accelerate's logger
+    train = _train_module()
+    accelerator = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
+    (tmp_path / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (tmp_path / "train_config.json").write_text("{}")
+    (tmp_path / "my_notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="--resume_from_checkpoint latest"):
+        train.check_output_dir(tmp_path, resuming=False, overwrite=False, accelerator=accelerator)
+    train.check_output_dir(tmp_path, resuming=True, overwrite=False, accelerator=accelerator)  # resuming is fine
+    train.check_output_dir(tmp_path, resuming=False, overwrite=True, accelerator=accelerator)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_notes.txt"]  # only the run's own artifacts removed
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Recipes and accelerate configs
+# ----------------------------------------------------------------------------------------------------------------
+
+RECIPES = sorted(p.name for p in CONFIGS.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_parses_and_builds_its_model_on_the_meta_device(recipe):
+    from lorat_hf import count_parameters
+    from lorat_hf.training import build_tracker, parse_train_args, tracker_config_from_args
+
+    config = parse_train_args(["--config", str(CONFIGS / recipe)])
+    tracker_config = tracker_config_from_args(config.model, config.peft)
+    with torch.device("meta"):
+        model = build_tracker(tracker_config, config.peft)
+    total, trainable = count_parameters(model)
+    assert 0 < trainable <= total
+    if config.peft.full_finetune:
+        assert trainable == total and config.peft.layer_decay is not None and config.training.max_grad_norm == 0.1
+    else:
+        assert trainable < total / 2  # adapters + head only
+    if recipe == "B-224.yaml":  # the official numbers (lorat-spec 3)
+        assert (total, trainable) == (98_708_741, 12_985_349)
+        assert (config.training.global_batch_size, config.training.num_train_epochs) == (128, 170)
+        assert config.data.train_datasets == ["lasot:train", "trackingnet:train", "coco:train", "got10k:vot_train"]
+    if recipe == "g-378.yaml":
+        assert (total, trainable) == (1_215_727_621, 80_234_501)
+    if recipe.startswith("got10k-"):
+        assert config.data.train_datasets == ["got10k:train"] and config.training.num_train_epochs == 100
+    if recipe != "_official.yaml" and not recipe.startswith("tiny"):
+        assert config.model.variant in recipe
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in ACCELERATE_CONFIGS.glob("*.yaml")))
+def test_accelerate_configs_load_with_accelerate(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = ACCELERATE_CONFIGS / name
+    config = load_config_from_file(str(path))
+    assert config.num_processes >= 1 and 128 % config.num_processes == 0
+    assert yaml.safe_load(path.read_text())  # and it is plain YAML
+    assert path.read_text().startswith("#")  # every config says when to use it
