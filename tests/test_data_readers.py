@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 from data_factories import (
@@ -18,7 +19,6 @@ from data_factories import (
     make_trackingnet,
 )
 
-import datasets
 from lorat_hf.data import (
     SEQUENCE_FEATURES,
     TrackingSequence,

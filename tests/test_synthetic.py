@@ -140,7 +140,7 @@ def test_lasot_layout_round_trip_and_resume(tmp_path):
         assert sequence.extra["class"] == exact["target_pattern"] and sequence.extra["nlp"] == exact["description"]
         np.testing.assert_array_equal(sequence.visible, exact["visible"])
         np.testing.assert_array_equal(np.asarray(sequence.extra["out_of_view"], bool), exact["out_of_view"])
-        for loaded, box in zip(sequence.boxes_xyxy, exact["boxes_xyxy"]):
+        for loaded, box in zip(sequence.boxes_xyxy, exact["boxes_xyxy"], strict=True):
             if np.all(np.isnan(box)):
                 assert np.all(np.isnan(loaded))
             else:  # LaSOT files hold the covered pixel extent (1-based); the reader shifts it back

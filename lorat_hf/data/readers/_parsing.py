@@ -80,6 +80,13 @@ def load_int_values(path: Path, allowed: Iterable[int] | None = None) -> np.ndar
     """
     text = read_text(path)
     allowed_set = None if allowed is None else set(allowed)
+    tokens = [token for token in _SEPARATORS.split(text.strip()) if token]
+    try:
+        fast = np.array(tokens, dtype=np.int64)
+    except (ValueError, OverflowError):
+        fast = None
+    if fast is not None and (allowed_set is None or np.isin(fast, list(allowed_set)).all()):
+        return fast
     values: list[int] = []
     for number, line in enumerate(text.splitlines(), start=1):
         for field in _SEPARATORS.split(line.strip()):
@@ -111,6 +118,12 @@ def list_images(folder: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) ->
     with os.scandir(folder) as entries:
         names = [entry.name for entry in entries if entry.name.lower().endswith(extensions) and entry.is_file()]
     return sorted(names, key=natural_key)
+
+
+def join_frames(folder: Path, file_names: list[str]) -> list[str]:
+    """Absolute frame paths (plain string joins: ~10x faster than pathlib for millions of frames)."""
+    prefix = os.path.join(folder, "")
+    return [prefix + name for name in file_names]
 
 
 def image_size_from_header(path: Path) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from ..sequences import ReadPlan, SequenceReader, build_sequence_row, register_s
 from ._parsing import (
     check_length,
     image_size_from_header,
+    join_frames,
     list_images,
     load_box_file,
     load_int_values,
@@ -102,7 +103,7 @@ class GenericReader(SequenceReader):
                 check_length(values, num_frames, path, "flags", f"{frame_folder} (frames)")
                 flags = values == visible_value
                 extra["visibility_file"] = path.name
-        frame_paths = [str(frame_folder / frame) for frame in frame_names]
+        frame_paths = join_frames(frame_folder, frame_names)
         yield build_sequence_row(
             self.name,
             name,

@@ -32,6 +32,7 @@ from ._parsing import (
     ensure_unique,
     format_examples,
     image_size_from_header,
+    join_frames,
     list_images,
     load_box_file,
     load_int_values,
@@ -111,7 +112,7 @@ class GOT10kReader(SequenceReader):
         name, folder, is_test = unit
         gt_path = folder / "groundtruth.txt"
         groundtruth = load_box_file(gt_path)
-        frame_names = [frame for frame in list_images(folder, (".jpg",))]
+        frame_names = list_images(folder, (".jpg",))
         num_frames = len(frame_names)
         if num_frames == 0:
             raise ValueError(f"Sequence {name!r}: no .jpg frames in {folder}.")
@@ -138,7 +139,7 @@ class GOT10kReader(SequenceReader):
                     absence=labels["absence.label"].tolist(),
                     cut_by_image=labels["cut_by_image.label"].tolist(),
                 )
-        frame_paths = [str(folder / frame) for frame in frame_names]
+        frame_paths = join_frames(folder, frame_names)
         size = resolution_from_meta(meta, meta_path) if meta is not None else None
         if meta is not None:
             extra["meta_info"] = meta

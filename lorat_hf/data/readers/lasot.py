@@ -20,6 +20,7 @@ an area); ``boxes_xyxy`` subtracts 1 from x and y as the official LoRAT loader d
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ def read_lasot_style_sequence(
     nlp_path = folder / "nlp.txt"
     nlp = read_text(nlp_path).strip() if nlp_path.is_file() else None
     image_folder = require_dir(folder / "img", f"Frame folder of {name}:")
-    frame_paths = [str(image_folder / f"{index:08d}.jpg") for index in range(1, num_frames + 1)]
+    prefix = os.path.join(image_folder, "")
+    frame_paths = [f"{prefix}{index:08d}.jpg" for index in range(1, num_frames + 1)]
     if not Path(frame_paths[-1]).is_file():
         raise missing_frames_error(name, image_folder, num_frames, gt_path)
     visible = (flags["full_occlusion"] == 0) & (flags["out_of_view"] == 0)

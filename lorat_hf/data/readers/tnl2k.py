@@ -21,6 +21,7 @@ from ..sequences import ReadPlan, SequenceReader, build_sequence_row, register_s
 from ._parsing import (
     check_length,
     image_size_from_header,
+    join_frames,
     list_images,
     load_box_file,
     natural_key,
@@ -68,7 +69,7 @@ class TNL2KReader(SequenceReader):
         image_dir = require_dir(folder / "imgs", f"Frame folder of {name}:")
         frame_names = sorted(list_images(image_dir, (".jpg", ".png")))
         check_length(groundtruth, len(frame_names), gt_path, "boxes", f"{image_dir} (frames)")
-        frame_paths = [str(image_dir / frame) for frame in frame_names]
+        frame_paths = join_frames(image_dir, frame_names)
         yield build_sequence_row(
             self.name,
             name,

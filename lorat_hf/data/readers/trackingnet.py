@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..sequences import ReadPlan, SequenceReader, build_sequence_row, register_sequence_reader
-from ._parsing import image_size_from_header, load_box_file, missing_frames_error, require_dir
+from ._parsing import image_size_from_header, join_frames, load_box_file, missing_frames_error, require_dir
 
 _CHUNK = re.compile(r"TRAIN_(\d+)")
 
@@ -78,10 +78,11 @@ class TrackingNetReader(SequenceReader):
             frame_names = numeric_frame_names(frame_dir)
             if not frame_names:
                 raise ValueError(f"Sequence {name!r}: no numbered frames (0.jpg, 1.jpg, ...) in {frame_dir}.")
-            frame_paths = [str(frame_dir / frame) for frame in frame_names]
+            frame_paths = join_frames(frame_dir, frame_names)
             groundtruth = np.concatenate([groundtruth, np.full((len(frame_paths) - 1, 4), np.nan)])
         else:
-            frame_paths = [str(frame_dir / f"{index}.jpg") for index in range(len(groundtruth))]
+            prefix = os.path.join(frame_dir, "")
+            frame_paths = [f"{prefix}{index}.jpg" for index in range(len(groundtruth))]
             if not os.path.isfile(frame_paths[-1]):
                 raise missing_frames_error(name, frame_dir, len(groundtruth), anno_path)
         yield build_sequence_row(
