@@ -766,8 +766,12 @@ class _LayoutWriter:
         self.seed = int(seed)
         self.split = split
         self.manifest_path = root / _MANIFEST
-        self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file() else {}
-        self.manifest.setdefault("sequences", {})
+        self.manifest: dict[str, Any] = {"sequences": {}}
+
+    def load_manifest(self) -> None:
+        if self.manifest_path.is_file():
+            self.manifest = json.loads(self.manifest_path.read_text())
+            self.manifest.setdefault("sequences", {})
 
     def key(self, index: int) -> str:
         payload = {"layout": self.layout, "split": self.split, "seed": self.seed, "index": index,
@@ -792,6 +796,7 @@ class _LayoutWriter:
         names = []
         show = os.environ.get("LOCAL_RANK", "0") in ("", "0")
         with FileLock(str(self.root / f".{_MANIFEST}.lock")):
+            self.load_manifest()
             for index in tqdm(range(num_sequences), desc=f"Writing synthetic {self.layout} sequences", disable=not show):
                 key = self.key(index)
                 video = None
