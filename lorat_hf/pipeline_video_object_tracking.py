@@ -27,7 +27,7 @@ from transformers import Pipeline
 
 from .boxes import BOX_FORMATS
 from .image_processing_lora_tracker import LoraTrackerImageProcessor
-from .tracking import LoraTracker, resolve_autocast_dtype
+from .tracking import LoraTracker
 
 TASK = "video-object-tracking"
 
@@ -46,7 +46,8 @@ class VideoObjectTrackingPipeline(Pipeline):
         init_box (`list[float]`): the object's box on the first frame, pixels, in `box_format`.
         box_format (`str`, *optional*, defaults to `"xywh"`): `"xywh"` or `"xyxy"`, for `init_box` and the outputs.
         max_frames (`int`, *optional*): track only the first `max_frames` frames.
-        dtype (`torch.dtype`, *optional*): float16/bfloat16 to run under autocast (GPU).
+        autocast_dtype (`torch.dtype`, *optional*): float16/bfloat16 to run the forwards under autocast (GPU; the
+            official test setting is float16). To load the weights in another dtype, pass `dtype=` to `pipeline()`.
 
     Returns:
         A list with one dict per frame: `{"frame_index": int, "box": [4 floats], "score": float}`. `box` is in
@@ -86,11 +87,13 @@ class VideoObjectTrackingPipeline(Pipeline):
         init_box: Sequence[float] | None = None,
         box_format: str | None = None,
         max_frames: int | None = None,
-        dtype: torch.dtype | None = None,
+        autocast_dtype: torch.dtype | str | None = None,
         **kwargs: Any,
     ) -> tuple[dict, dict, dict]:
         if kwargs:
-            raise TypeError(f"Unexpected arguments {sorted(kwargs)}; the pipeline takes init_box, box_format, max_frames, dtype.")
+            raise TypeError(
+                f"Unexpected arguments {sorted(kwargs)}; the pipeline takes init_box, box_format, max_frames, autocast_dtype."
+            )
         if box_format is not None and box_format not in BOX_FORMATS:
             raise ValueError(f"box_format must be one of {BOX_FORMATS}, got {box_format!r}.")
         preprocess_params = {} if max_frames is None else {"max_frames": max_frames}
@@ -99,8 +102,8 @@ class VideoObjectTrackingPipeline(Pipeline):
             forward_params["init_box"] = init_box
         if box_format is not None:
             forward_params["box_format"] = box_format
-        if dtype is not None:
-            forward_params["dtype"] = dtype
+        if autocast_dtype is not None:
+            forward_params["autocast_dtype"] = autocast_dtype
         return preprocess_params, forward_params, {}
 
     def preprocess(self, video: Any, max_frames: int | None = None) -> dict[str, Any]:
@@ -123,12 +126,11 @@ class VideoObjectTrackingPipeline(Pipeline):
         model_inputs: dict[str, Any],
         init_box: Sequence[float] | None = None,
         box_format: str = "xywh",
-        dtype: torch.dtype | None = None,
+        autocast_dtype: torch.dtype | str | None = None,
     ) -> dict[str, Any]:
         if init_box is None:
             raise ValueError("Pass init_box=[x, y, w, h] (or box_format='xyxy' and [x1, y1, x2, y2]): the object's box on the first frame.")
-        tracker = LoraTracker(self.model, self.image_processor, box_format=box_format)
-        tracker.autocast_dtype = resolve_autocast_dtype(dtype, tracker.device)
+        tracker = LoraTracker(self.model, self.image_processor, dtype=autocast_dtype, box_format=box_format)
         boxes, scores = [], []
         for item in tracker.track_video(model_inputs["frames"], init_box):
             boxes.append(item.box)

@@ -537,14 +537,16 @@ class LoraTracker:
 
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be at least 1, got {max_frames}.")
-        total = None
-        if isinstance(video, (str, os.PathLike, int)):
-            from .video_io import VideoReader
+        from .video_io import VideoReader
 
+        if isinstance(video, (str, os.PathLike, int)):
             video = VideoReader(video, max_frames=max_frames)
+        if isinstance(video, VideoReader):
             total = video.info.num_frames
-        elif hasattr(video, "__len__"):
-            total = len(video) if max_frames is None else min(len(video), max_frames)
+        else:
+            total = len(video) if hasattr(video, "__len__") else None
+        if total is not None and max_frames is not None:
+            total = min(total, max_frames)
         progress = tqdm(total=total, unit="frame", disable=not show_progress, desc="tracking")
         try:
             for frame_index, frame in enumerate(video):

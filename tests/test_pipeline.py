@@ -68,6 +68,8 @@ def test_frame_list_array_and_folder_inputs_agree(tmp_path, model, clip):
     box, score = tracker.track(frames[1])
     assert from_list[1]["box"] == box.tolist() and from_list[1]["score"] == score
     assert len(tracker_pipeline(frames, init_box=gt[0].tolist(), box_format="xyxy", max_frames=3)) == 3
+    half = tracker_pipeline(frames[:3], init_box=gt[0].tolist(), box_format="xyxy", autocast_dtype="bfloat16")
+    assert half[0] == from_list[0] and all(0.0 <= o["score"] <= 1.0 for o in half)
 
 
 def test_several_videos_and_a_saved_model_folder(tmp_path, model, clip):

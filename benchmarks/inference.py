@@ -1,0 +1,326 @@
+"""Inference speed of the LoRAT tracker: merged vs unmerged LoRA, vs a plain DINOv2, batch 1 vs batched sequences.
+
+    python benchmarks/inference.py            # B-224, a few minutes on 2 CPU cores
+    python benchmarks/inference.py --quick    # fewer repeats, under a minute or two
+
+Random weights (speed does not depend on them), fp32, the model built from `LoraTrackerConfig.from_variant(...)`.
+Measures, on the available device:
+
+* model-only forward latency at batch 1 (median): the merged tracker, the unmerged PeftModel, and a plain
+  `Dinov2Model` fed the same number of patch tokens (template + search) as the baseline;
+* end-to-end tracking FPS (search crop + forward + decoding + state update) with `LoraTracker` one frame at a time,
+  and with the batched engine (`track_step`) stepping several sequences per forward.
+
+Results are printed and written to the "Inference" section of benchmarks/RESULTS.md (`--no-write` to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lorat_hf import LoraTrackerConfig, LoraTrackerModel, add_adapters  # noqa: E402
+from lorat_hf.tracking import LoraTracker, initialize_targets, track_step  # noqa: E402
+
+RESULTS_FILE = REPO / "benchmarks" / "RESULTS.md"
+
+
+# ----- shared helpers (also used by efficiency.py) -----
+
+
+def machine_description() -> str:
+    """E.g. `CPU: 2 cores (2 torch threads), no GPU` or the GPU name."""
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    return f"CPU: {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), no GPU"
+
+
+def environment_line() -> str:
+    return (
+        f"{machine_description()}; torch {torch.__version__}, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d')}"
+    )
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_medians(
+    functions: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device
+) -> dict[str, float]:
+    """Median wall time of each function, timed round-robin (a, b, c, a, b, c, ...) so that every candidate sees the
+    same machine conditions (a shared machine's load changes between back-to-back blocks of runs)."""
+    for _ in range(warmup):
+        for function in functions.values():
+            function()
+    synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def load_average() -> str:
+    """The 1-minute load average, or "n/a" where the OS does not report it."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (AttributeError, OSError):
+        return "n/a"
+
+
+def model_inputs(config: LoraTrackerConfig, batch_size: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Random normalised template/search crops and token types of the right shapes."""
+    (zw, zh), (xw, xh) = config.template_size_wh, config.search_size_wh
+    gzw, gzh = config.template_grid_wh
+    meta = torch.device(device).type == "meta"
+    make = torch.zeros if meta else torch.randn
+    token_types = torch.zeros(batch_size, gzh, gzw, dtype=torch.long, device=device)
+    if not meta:
+        token_types[:, gzh // 4 : 3 * gzh // 4, gzw // 4 : 3 * gzw // 4] = 1
+    return {
+        "template_pixel_values": make(batch_size, 3, zh, zw, device=device),
+        "search_pixel_values": make(batch_size, 3, xh, xw, device=device),
+        "template_token_type_ids": token_types,
+    }
+
+
+def plain_dinov2_input_size(config: LoraTrackerConfig) -> tuple[int, int]:
+    """(height, width) of an image giving a plain DINOv2 as many patch tokens as template + search together."""
+    patch = config.patch_size
+    tokens = config.template_grid_wh[0] * config.template_grid_wh[1] + config.search_grid_wh[0] * config.search_grid_wh[1]
+    rows = config.search_grid_wh[1]
+    columns = -(-tokens // rows)  # ceil: at least as many tokens as the tracker
+    return rows * patch, columns * patch
+
+
+def update_results_section(name: str, markdown: str, path: Path = RESULTS_FILE) -> None:
+    """Replace (or append) the section between `<!-- BEGIN name -->` and `<!-- END name -->` in RESULTS.md,
+    leaving every other section untouched; written atomically."""
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    block = f"{begin}\n{markdown.rstrip()}\n{end}\n"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        text = head + block + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    handle, temporary = tempfile.mkstemp(prefix=".RESULTS.", dir=path.parent)
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.replace(temporary, path)
+
+
+# ----- this benchmark -----
+
+
+def synthetic_sequences(count: int, frames: int, size_wh: tuple[int, int] = (640, 480), seed: int = 0):
+    """`count` sequences of random-texture frames with a moving bright square, and their first boxes (xyxy)."""
+    rng = np.random.default_rng(seed)
+    width, height = size_wh
+    sequences, boxes = [], []
+    for index in range(count):
+        background = rng.integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8)
+        background = np.kron(background, np.ones((16, 16, 1), dtype=np.uint8))
+        x, y, side = 100 + 20 * index, 120 + 10 * index, 60
+        video = []
+        for t in range(frames):
+            frame = background.copy()
+            frame[y + 3 * t : y + 3 * t + side, x + 4 * t : x + 4 * t + side] = (250, 30, 30)
+            video.append(frame)
+        sequences.append(video)
+        boxes.append([x, y, x + side, y + side])
+    return sequences, np.asarray(boxes, dtype=np.float64)
+
+
+def build_models(variant: str, device: torch.device):
+    """(merged LoraTrackerModel, unmerged PeftModel) with random weights, eval mode, on `device`."""
+    config = LoraTrackerConfig.from_variant(variant)
+    torch.manual_seed(0)
+    peft_model = add_adapters(LoraTrackerModel(config)).eval()
+    merged = copy.deepcopy(peft_model).merge_and_unload().eval()
+    return config, merged.to(device), peft_model.to(device)
+
+
+def forward_flops(variant: str) -> dict[str, int]:
+    """FLOPs of one batch-1 forward (meta device): the merged tracker and the plain DINOv2 baseline."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import Dinov2Model
+
+    config = LoraTrackerConfig.from_variant(variant)
+    with torch.device("meta"):
+        tracker, plain = LoraTrackerModel(config).eval(), Dinov2Model(config.dinov2_config).eval()
+    height, width = plain_dinov2_input_size(config)
+    flops = {}
+    for name, model, inputs in (
+        ("merged", tracker, model_inputs(config, 1, "meta")),
+        ("plain_dinov2", plain, {"pixel_values": torch.zeros(1, 3, height, width, device="meta")}),
+    ):
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            model(**inputs)
+        flops[name] = counter.get_total_flops()
+    return flops
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from transformers import Dinov2Model
+
+    config, merged, unmerged = build_models(args.variant, device)
+    plain = Dinov2Model(config.dinov2_config).eval().to(device)
+    height, width = plain_dinov2_input_size(config)
+    plain_pixels = torch.randn(1, 3, height, width, device=device)
+    inputs = model_inputs(config, 1, device)
+    tracker_tokens = inputs["template_token_type_ids"][0].numel() + config.search_grid_wh[0] * config.search_grid_wh[1]
+    print(f"{args.variant}: {tracker_tokens} tracker tokens; plain DINOv2 at {height}x{width} = {height // 14 * (width // 14)} patch tokens + cls")
+
+    with torch.inference_mode():
+        check = (merged(**inputs).score_map - unmerged(**inputs).score_map).abs().max().item()
+        load_before = load_average()
+        latency = interleaved_medians(
+            {
+                "plain_dinov2": lambda: plain(pixel_values=plain_pixels),
+                "merged": lambda: merged(**inputs),
+                "unmerged": lambda: unmerged(**inputs),
+            },
+            args.repeats,
+            args.warmup,
+            device,
+        )
+    for name, seconds in latency.items():
+        print(f"  forward batch 1  {name:13s} {seconds * 1e3:8.1f} ms")
+    print(f"  merged vs unmerged max |score map difference|: {check:.2e}")
+
+    # Tracking FPS. The four set-ups advance frame by frame in turn, so that they share the machine's conditions.
+    sequences, first_boxes = synthetic_sequences(args.sequences, args.frames + 2)
+    setups = {}
+    for name, model in (("merged", merged), ("unmerged", unmerged)):
+        tracker = LoraTracker(model)
+        tracker.init(sequences[0][0], first_boxes[0], box_format="xyxy")
+        states = initialize_targets(model, tracker.image_processor, [v[0] for v in sequences], first_boxes)
+        setups[f"{name}_sequential"] = (lambda t, tracker=tracker: tracker.track(sequences[0][t]), 1)
+        setups[f"{name}_batched"] = (
+            lambda t, model=model, states=states, processor=tracker.image_processor: track_step(
+                model, processor, states, [v[t] for v in sequences]
+            ),
+            args.sequences,
+        )
+    elapsed = {name: 0.0 for name in setups}
+    for t in range(1, args.frames + 2):
+        for name, (step, _) in setups.items():
+            start = time.perf_counter()
+            step(t)
+            synchronize(device)
+            if t > 1:  # frame 1 warms up
+                elapsed[name] += time.perf_counter() - start
+    fps = {name: frames_per_step * args.frames / elapsed[name] for name, (_, frames_per_step) in setups.items()}
+    load_after = load_average()
+    for name in ("merged", "unmerged"):
+        print(
+            f"  tracking {name:9s} sequential {fps[f'{name}_sequential']:6.2f} FPS | "
+            f"{args.sequences} sequences per forward {fps[f'{name}_batched']:6.2f} FPS"
+        )
+    return {
+        "variant": args.variant,
+        "device": str(device),
+        "machine": machine_description(),
+        "latency_s": latency,
+        "fps": fps,
+        "merged_vs_unmerged_max_abs_diff": check,
+        "plain_dinov2_tokens": height // 14 * (width // 14) + 1,
+        "tracker_tokens": tracker_tokens,
+        "sequences": args.sequences,
+        "frames": args.frames,
+        "repeats": args.repeats,
+        "load_average": f"{load_before} before, {load_after} after",
+        "flops": forward_flops(args.variant),
+    }
+
+
+def to_markdown(result: dict) -> str:
+    latency, fps = result["latency_s"], result["fps"]
+    merged_vs_plain = latency["merged"] / latency["plain_dinov2"] - 1
+    unmerged_vs_merged = latency["unmerged"] / latency["merged"] - 1
+    batched_gain = fps["merged_batched"] / fps["merged_sequential"]
+    flops_vs_plain = result["flops"]["merged"] / result["flops"]["plain_dinov2"] - 1
+    lines = [
+        f"## Inference (`benchmarks/inference.py`, {result['variant']})",
+        "",
+        f"{environment_line()}. Random weights, fp32, `torch.inference_mode()`; latency = median of {result['repeats']} "
+        f"runs; the compared set-ups are timed in turn (round-robin). 1-min load average {result['load_average']} "
+        "(the machine is shared: absolute times are noisy, the ratios less so).",
+        "",
+        "| model-only forward, batch 1 | latency | vs plain DINOv2 |",
+        "|---|---|---|",
+        f"| plain `Dinov2Model`, {result['plain_dinov2_tokens']} tokens (baseline) | {latency['plain_dinov2'] * 1e3:.1f} ms | — |",
+        f"| LoRAT merged ({result['tracker_tokens']} tokens + head) | {latency['merged'] * 1e3:.1f} ms | {merged_vs_plain:+.1%} |",
+        f"| LoRAT unmerged (PeftModel, r = 64 on every Linear) | {latency['unmerged'] * 1e3:.1f} ms | {latency['unmerged'] / latency['plain_dinov2'] - 1:+.1%} |",
+        "",
+        "| end-to-end tracking (crop + forward + decode) | merged | unmerged |",
+        "|---|---|---|",
+        f"| 1 sequence, one frame per forward | {fps['merged_sequential']:.2f} FPS | {fps['unmerged_sequential']:.2f} FPS |",
+        f"| {result['sequences']} sequences per forward (`track_step`) | {fps['merged_batched']:.2f} FPS | {fps['unmerged_batched']:.2f} FPS |",
+        "",
+        f"* Target \"merged costs no more than the plain backbone (within 2%)\": "
+        f"{'met' if merged_vs_plain <= 0.02 else 'NOT met'} ({merged_vs_plain:+.1%} measured; FLOPs "
+        f"{flops_vs_plain:+.1%}: the head and the second patch-embedding call). Merging removes the LoRA cost "
+        "entirely: the merged model is a plain `LoraTrackerModel` with no adapter module left.",
+        f"* Target \"batched beats sequential per frame\": {'met' if batched_gain > 1 else 'NOT met'} "
+        f"({batched_gain:.2f}x the per-frame throughput with {result['sequences']} sequences per forward, merged).",
+        f"* Unmerged LoRA costs {unmerged_vs_merged:+.1%} per forward over merged: load adapters with "
+        "`merge=True` (the default of `LoraTracker.from_pretrained`) for inference.",
+        f"* Merged and unmerged outputs agree to {result['merged_vs_unmerged_max_abs_diff']:.1e} (score-map logits).",
+        f"* {result['frames']} tracked frames per measurement, 640x480 synthetic frames.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", default="B-224", help="official variant (default B-224)")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed forwards per latency figure")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=6, help="timed frames per FPS figure (after one warm-up frame)")
+    parser.add_argument("--sequences", type=int, default=8, help="sequences per forward in the batched run")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--quick", action="store_true", help="3 repeats, 3 frames, 4 sequences")
+    parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
+    parser.add_argument("--json", type=Path, help="also write the raw figures to this JSON file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.warmup, args.frames, args.sequences = 3, 1, 3, 4
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run(args)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    if not args.no_write:
+        update_results_section("inference", to_markdown(result))
+        print(f"Updated {RESULTS_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
