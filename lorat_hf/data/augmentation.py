@@ -1,0 +1,252 @@
+"""LoRAT training augmentations on crops, without torchvision.
+
+Applied after cropping, in the official order (`config/LoRAT/run.yaml`, `augmentation`):
+
+1. horizontal flip, p = 0.5, independently for the template and the search crop (the box follows);
+2. colour jitter, brightness / contrast / saturation 0.4, independently per crop, in a random order, with
+   torchvision-functional semantics on float images: brightness blends with black, contrast with the mean of the
+   grayscale image, saturation with the grayscale image (`0.2989 R + 0.587 G + 0.114 B`), each clamped to the range;
+3. DeiT-III "3-augment", jointly for both crops: exactly one of grayscale, solarize (values >= 128 inverted) or
+   Gaussian blur with sigma ~ U[0.1, 2.0]. As in the official code, which goes through PIL, the crops are truncated
+   to uint8 first and this step works on 8-bit pixels (PIL-style luma `0.299 R + 0.587 G + 0.114 B` for grayscale).
+
+Images are `(H, W, 3)` float32 RGB arrays in 0..255; boxes are continuous `xyxy` in crop pixels. Every random draw
+comes from the caller's numpy `Generator` and happens in a fixed order (flip template, flip search, jitter template,
+jitter search, 3-augment), so a sample is reproducible from its generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+GRAYSCALE_WEIGHTS = np.array((0.2989, 0.587, 0.114), dtype=np.float32)  # torchvision rgb_to_grayscale
+THREE_AUGMENT_OPS = ("grayscale", "solarize", "blur")
+_MAX_VALUE = 255.0
+
+
+# ----- geometry -----
+def horizontal_flip(image: np.ndarray, box_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror an `(H, W, C)` image and its continuous `xyxy` box: `x -> W - x`."""
+    width = image.shape[1]
+    box = np.asarray(box_xyxy, dtype=np.float64)
+    flipped = np.array((width - box[2], box[1], width - box[0], box[3]))
+    return np.ascontiguousarray(image[:, ::-1]), flipped
+
+
+# ----- colour jitter (torchvision functional semantics, 0..255 floats) -----
+def rgb_to_grayscale(image: np.ndarray) -> np.ndarray:
+    """`(H, W, 3)` float RGB -> `(H, W)` float32 luma with torchvision's weights (not rounded)."""
+    return np.asarray(image, dtype=np.float32) @ GRAYSCALE_WEIGHTS
+
+
+def _blend(image: np.ndarray, other: np.ndarray | float, ratio: float) -> np.ndarray:
+    out = image * np.float32(ratio)
+    out += np.float32(1.0 - ratio) * other
+    return np.clip(out, 0.0, _MAX_VALUE, out=out)
+
+
+def adjust_brightness(image: np.ndarray, factor: float) -> np.ndarray:
+    """Blend with black: `clip(factor * image)`."""
+    return _blend(image, 0.0, factor)
+
+
+def adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
+    """Blend with the mean of the grayscale image."""
+    return _blend(image, float(rgb_to_grayscale(image).mean(dtype=np.float64)), factor)
+
+
+def adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
+    """Blend with the grayscale image."""
+    return _blend(image, rgb_to_grayscale(image)[..., None], factor)
+
+
+def _factor_range(strength: float, name: str) -> tuple[float, float] | None:
+    if strength < 0:
+        raise ValueError(f"{name} jitter strength must be >= 0, got {strength}.")
+    return None if strength == 0 else (max(0.0, 1.0 - strength), 1.0 + strength)
+
+
+@dataclass(frozen=True)
+class ColorJitterParams:
+    """One colour-jitter draw: `order` of the operations (0 brightness, 1 contrast, 2 saturation) and the factors
+    (`None` when that jitter is off)."""
+
+    order: tuple[int, ...]
+    brightness: float | None
+    contrast: float | None
+    saturation: float | None
+
+
+def draw_color_jitter(
+    rng: np.random.Generator, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4
+) -> ColorJitterParams:
+    """Random order and factors `U[max(0, 1 - s), 1 + s]` (the official draw sequence: a permutation of four
+    slots, the fourth being the unused hue, then the factors in brightness, contrast, saturation order)."""
+    order = tuple(int(i) for i in rng.permutation(4) if i < 3)
+    factors = []
+    for strength, name in ((brightness, "brightness"), (contrast, "contrast"), (saturation, "saturation")):
+        bounds = _factor_range(strength, name)
+        factors.append(None if bounds is None else float(rng.uniform(*bounds)))
+    return ColorJitterParams(order, *factors)
+
+
+def apply_color_jitter(image: np.ndarray, params: ColorJitterParams) -> np.ndarray:
+    """Apply one colour-jitter draw to an `(H, W, 3)` float image in 0..255."""
+    operations = {
+        0: (adjust_brightness, params.brightness),
+        1: (adjust_contrast, params.contrast),
+        2: (adjust_saturation, params.saturation),
+    }
+    for index in params.order:
+        function, factor = operations[index]
+        if factor is not None:
+            image = function(image, factor)
+    return image
+
+
+# ----- DeiT-III 3-augment (8-bit, PIL semantics) -----
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Truncate a 0..255 float image to uint8 (what `to_pil_image` does to the official float crops)."""
+    return np.clip(image, 0.0, _MAX_VALUE).astype(np.uint8)
+
+
+def grayscale_uint8(image: np.ndarray) -> np.ndarray:
+    """`(H, W, 3)` uint8 RGB -> 3-channel luma (`0.299 R + 0.587 G + 0.114 B`, rounded)."""
+    return cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+
+
+def solarize_uint8(image: np.ndarray, threshold: int = 128) -> np.ndarray:
+    """Invert every value >= `threshold` (`v -> 255 - v`)."""
+    return np.where(image >= threshold, 255 - image, image).astype(np.uint8)
+
+
+def gaussian_blur_uint8(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur with standard deviation `sigma` pixels (kernel +-3 sigma, edge pixels replicated)."""
+    if sigma <= 0:
+        raise ValueError(f"The blur sigma must be positive, got {sigma}.")
+    return cv2.GaussianBlur(image, (0, 0), sigmaX=float(sigma), sigmaY=float(sigma), borderType=cv2.BORDER_REPLICATE)
+
+
+@dataclass(frozen=True)
+class ThreeAugmentParams:
+    """One 3-augment draw: `operation` in `THREE_AUGMENT_OPS`, and the blur `sigma` (`None` otherwise)."""
+
+    operation: str
+    sigma: float | None = None
+
+
+def draw_three_augment(rng: np.random.Generator, sigma_range: tuple[float, float] = (0.1, 2.0)) -> ThreeAugmentParams:
+    """Choose exactly one of grayscale, solarize and blur uniformly (blur: sigma ~ U[sigma_range])."""
+    operation = THREE_AUGMENT_OPS[int(rng.integers(3))]
+    if operation == "blur":
+        return ThreeAugmentParams(operation, float(rng.uniform(*sigma_range)))
+    return ThreeAugmentParams(operation)
+
+
+def apply_three_augment(image: np.ndarray, params: ThreeAugmentParams, solarize_threshold: int = 128) -> np.ndarray:
+    """Apply one 3-augment draw to an `(H, W, 3)` uint8 RGB image."""
+    if params.operation == "grayscale":
+        return grayscale_uint8(image)
+    if params.operation == "solarize":
+        return solarize_uint8(image, solarize_threshold)
+    if params.operation == "blur":
+        return gaussian_blur_uint8(image, params.sigma)
+    raise ValueError(f"Unknown 3-augment operation {params.operation!r}; expected one of {THREE_AUGMENT_OPS}.")
+
+
+# ----- the pair pipeline -----
+@dataclass
+class AugmentationRecord:
+    """What was applied to one pair (for inspection and tests)."""
+
+    template_flipped: bool = False
+    search_flipped: bool = False
+    template_jitter: ColorJitterParams | None = None
+    search_jitter: ColorJitterParams | None = None
+    three_augment: ThreeAugmentParams | None = None
+
+
+@dataclass
+class PairAugmentation:
+    r"""The official LoRAT crop augmentations for one template/search pair.
+
+    Args:
+        flip_probability (`float`): horizontal-flip probability, drawn independently per crop (0.5).
+        brightness, contrast, saturation (`float`): colour-jitter strengths, drawn independently per crop (0.4).
+        three_augment (`bool`): apply DeiT-III 3-augment jointly to both crops (True).
+        blur_sigma_range (`tuple[float, float]`): blur sigma range in pixels ((0.1, 2.0)).
+        solarize_threshold (`int`): solarize threshold on 0..255 (128).
+    """
+
+    flip_probability: float = 0.5
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    three_augment: bool = True
+    blur_sigma_range: tuple[float, float] = field(default=(0.1, 2.0))
+    solarize_threshold: int = 128
+
+    def __post_init__(self):
+        if not 0.0 <= self.flip_probability <= 1.0:
+            raise ValueError(f"flip_probability must be in [0, 1], got {self.flip_probability}.")
+        low, high = self.blur_sigma_range
+        if not 0 < low <= high:
+            raise ValueError(f"blur_sigma_range must satisfy 0 < low <= high, got {self.blur_sigma_range}.")
+        for name in ("brightness", "contrast", "saturation"):
+            _factor_range(getattr(self, name), name)
+
+    def __call__(
+        self,
+        template: np.ndarray,
+        template_box: np.ndarray,
+        search: np.ndarray,
+        search_box: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, AugmentationRecord]:
+        """Augment a pair of `(H, W, 3)` float32 RGB crops in 0..255 and their `xyxy` boxes.
+
+        Returns `(template, template_box, search, search_box, record)`; images stay float32 in 0..255 (integer
+        valued after the 3-augment).
+        """
+        record = AugmentationRecord()
+        if self.flip_probability > 0 and rng.random() < self.flip_probability:
+            template, template_box = horizontal_flip(template, template_box)
+            record.template_flipped = True
+        if self.flip_probability > 0 and rng.random() < self.flip_probability:
+            search, search_box = horizontal_flip(search, search_box)
+            record.search_flipped = True
+        if self.brightness or self.contrast or self.saturation:
+            record.template_jitter = draw_color_jitter(rng, self.brightness, self.contrast, self.saturation)
+            template = apply_color_jitter(template, record.template_jitter)
+            record.search_jitter = draw_color_jitter(rng, self.brightness, self.contrast, self.saturation)
+            search = apply_color_jitter(search, record.search_jitter)
+        if self.three_augment:
+            record.three_augment = draw_three_augment(rng, self.blur_sigma_range)
+            template = apply_three_augment(to_uint8(template), record.three_augment, self.solarize_threshold)
+            search = apply_three_augment(to_uint8(search), record.three_augment, self.solarize_threshold)
+            template, search = template.astype(np.float32), search.astype(np.float32)
+        return template, np.asarray(template_box, np.float64), search, np.asarray(search_box, np.float64), record
+
+
+__all__ = [
+    "AugmentationRecord",
+    "ColorJitterParams",
+    "PairAugmentation",
+    "ThreeAugmentParams",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_saturation",
+    "apply_color_jitter",
+    "apply_three_augment",
+    "draw_color_jitter",
+    "draw_three_augment",
+    "gaussian_blur_uint8",
+    "grayscale_uint8",
+    "horizontal_flip",
+    "rgb_to_grayscale",
+    "solarize_uint8",
+    "to_uint8",
+]

@@ -1,0 +1,387 @@
+"""`TrackingPairDataset`: the LoRAT training pairs (sampler + crops + augmentations + labels) as a torch Dataset.
+
+One sample, exactly the official recipe (`lorat-spec.md` section 5):
+
+1. a pair of frames from `TrackingPairSampler` (per-epoch sequence schedule, random track, template/search within
+   `max_gap`, target visible in both);
+2. template crop: context 2.0 around the template box, no jitter; search crop: context 4.0 (224 px) / 5.0 (378 px)
+   with scale jitter 0.25, translation jitter 3 and at least `min_object_size` (10) px of object in the crop, up to
+   12 attempts, else a replacement pair is drawn; padding with each frame's mean colour;
+3. augmentations (`PairAugmentation`), boxes clipped to the crops, ImageNet normalisation;
+4. labels: template foreground token types, positive response cells and the normalised target box.
+
+Every random draw comes from the sample's PCG64 generator seeded by `(seed, epoch, index)`: a sample is the same
+in any process, with any number of DataLoader workers, and after a resume. Frames are read lazily from their paths.
+The fast path (`lorat_hf.data.fast_crop`) decodes JPEGs at reduced size and resizes only the crop ROI;
+`exact=True` uses the full-frame official cropper (`lorat_hf.cropping.crop_image`) instead.
+
+Items are dicts that go straight into `LoraTrackerModel.forward(**batch)` after `collate_pairs`:
+`template_pixel_values (3, Hz, Wz)` float32, `search_pixel_values (3, Hx, Wx)` float32,
+`template_token_type_ids (zH, zW)` int64, `labels (4,)` float32 normalised `xyxy`, `positive_mask (H, W)` bool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from ..boxes import boxes_are_valid, clip_boxes_to_image
+from ..cropping import CropResult, crop_image, jittered_crop_params, map_boxes, siamfc_crop_params
+from ..image_processing_lora_tracker import LoraTrackerImageProcessor
+from ..loss_lora_tracker import normalized_target_box, positive_cells_from_box
+from ..modeling_lora_tracker import template_token_type_ids_from_boxes
+from .augmentation import AugmentationRecord, PairAugmentation
+from .fast_crop import decode_frame, decode_reduction, fast_crop
+from .sampling import SampledPair, SequenceTable, TrackingPairSampler
+from .sequences import read_frame
+
+logger = logging.getLogger(__name__)
+
+MODEL_INPUT_KEYS = (
+    "template_pixel_values",
+    "search_pixel_values",
+    "template_token_type_ids",
+    "labels",
+    "positive_mask",
+)
+
+
+@dataclass
+class TrainingPair:
+    """Everything about one training sample before it becomes tensors.
+
+    Attributes:
+        pair: the frames used (after any replacement).
+        attempts: how many candidate pairs were drawn (1 = the scheduled pair was used).
+        template_image, search_image: `(H, W, 3)` float32 RGB crops in 0..255, augmented, not normalised.
+        template_box, search_box: `(4,)` float64 `xyxy` target boxes in crop pixels (augmented, clipped).
+        template_params, search_params: `(2, 2)` pixel-aligned frame -> crop maps actually realised (before flips).
+        template_frame_box, search_frame_box: `(4,)` the boxes in frame pixels.
+        augmentation: what the augmentations did (`None` when off).
+    """
+
+    pair: SampledPair
+    attempts: int
+    template_image: np.ndarray
+    search_image: np.ndarray
+    template_box: np.ndarray
+    search_box: np.ndarray
+    template_params: np.ndarray
+    search_params: np.ndarray
+    template_frame_box: np.ndarray
+    search_frame_box: np.ndarray
+    augmentation: AugmentationRecord | None
+
+
+class TrackingPairDataset(torch.utils.data.Dataset):
+    r"""Map-style dataset of LoRAT training pairs; `len` = `samples_per_epoch`.
+
+    Args:
+        sequences (`datasets.Dataset` or a list of them): sequence tables (`lorat_hf.data.sequences` schema).
+        image_processor (`LoraTrackerImageProcessor`): crop sizes, patch size, context factors and normalisation.
+        weights (`list[float]`, *optional*): dataset shares of an epoch (default equal, as officially 1:1:1:1).
+        samples_per_epoch (`int`): samples per epoch (131072).
+        seed (`int`): base seed of every draw.
+        max_gap (`int`): largest template/search frame distance (100).
+        scale_jitter, translation_jitter (`float`): search-crop jitter (0.25, 3).
+        min_object_size (`float`): smallest object side in the search crop, px (10).
+        crop_retry_count (`int`): jitter attempts beyond the first two before a pair is replaced (10 -> 12 attempts).
+        augmentation (`PairAugmentation` or `bool`): the augmentations (`True`: official, `False`/`None`: none).
+        exact (`bool`): full-frame decode + the official cropper instead of the fast path.
+        validation (`bool`): fixed pairs (the epoch is ignored).
+        max_reduction (`int`): largest JPEG decode reduction of the fast path (1 disables reduced decoding).
+        sampler_kwargs: more `TrackingPairSampler` options (`group_tracks`, `same_frame_fallback`).
+
+    Indices are ints (the dataset's current epoch, see `set_epoch`) or `(epoch, index)` tuples, which is what
+    `EpochIndexSampler` yields so that persistent DataLoader workers follow epoch changes made in the main process.
+    """
+
+    def __init__(
+        self,
+        sequences: datasets.Dataset | SequenceTable | Sequence[datasets.Dataset | SequenceTable],
+        image_processor: LoraTrackerImageProcessor,
+        weights: Sequence[float] | None = None,
+        samples_per_epoch: int = 131072,
+        seed: int = 0,
+        max_gap: int = 100,
+        scale_jitter: float = 0.25,
+        translation_jitter: float = 3.0,
+        min_object_size: float = 10.0,
+        crop_retry_count: int = 10,
+        augmentation: PairAugmentation | bool | None = True,
+        exact: bool = False,
+        validation: bool = False,
+        max_reduction: int = 8,
+        **sampler_kwargs: Any,
+    ):
+        if not isinstance(image_processor, LoraTrackerImageProcessor):
+            raise TypeError(
+                "image_processor must be a LoraTrackerImageProcessor (e.g. "
+                "LoraTrackerImageProcessor.from_tracker_config(model.config)), got "
+                f"{type(image_processor).__name__}."
+            )
+        if scale_jitter < 0 or translation_jitter < 0 or min_object_size < 0:
+            raise ValueError("scale_jitter, translation_jitter and min_object_size must be >= 0.")
+        if max_reduction not in (1, 2, 4, 8):
+            raise ValueError(f"max_reduction must be 1, 2, 4 or 8, got {max_reduction}.")
+        self.sampler = TrackingPairSampler(
+            sequences, weights, samples_per_epoch, seed, max_gap, validation=validation, **sampler_kwargs
+        )
+        self.image_processor = image_processor
+        self.scale_jitter = float(scale_jitter)
+        self.translation_jitter = float(translation_jitter)
+        self.min_object_size = float(min_object_size)
+        self.crop_retry_count = int(crop_retry_count)
+        if augmentation is True:
+            augmentation = PairAugmentation()
+        self.augmentation = augmentation or None
+        self.exact = bool(exact)
+        self.max_reduction = int(max_reduction)
+
+    # ----- epochs and state -----
+    def __len__(self) -> int:
+        return self.sampler.samples_per_epoch
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch plain integer indices refer to (call it before each epoch)."""
+        self.sampler.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler state (epoch, seed, sizes): all that is needed to continue the same sample stream."""
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state)
+
+    # ----- samples -----
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = self._split_index(index)
+        return self.to_model_inputs(self.get_pair(index, epoch))
+
+    def _split_index(self, index: int | tuple[int, int]) -> tuple[int | None, int]:
+        if isinstance(index, (tuple, list)):
+            if len(index) != 2:
+                raise IndexError(f"A tuple index must be (epoch, index), got {index!r}.")
+            return int(index[0]), int(index[1])
+        return None, int(index)
+
+    def get_pair(self, index: int, epoch: int | None = None) -> TrainingPair:
+        """Sample, crop and augment training pair `index` of `epoch` (default: the current epoch)."""
+        rng = self.sampler.generator(index, epoch)
+        attempts = 0
+        for pair in self.sampler.candidate_pairs(index, rng, epoch):
+            attempts += 1
+            result = self._crop_pair(pair, rng, attempts)
+            if result is not None:
+                return result
+        raise AssertionError("unreachable: candidate_pairs raises when it runs out")
+
+    def _crop_pair(self, pair: SampledPair, rng: np.random.Generator, attempts: int) -> TrainingPair | None:
+        processor = self.image_processor
+        table = self.sampler.tables[pair.source]
+        track = table.track(pair.row)
+        template_box = track.boxes_xyxy[pair.template_frame]
+        search_box = track.boxes_xyxy[pair.search_frame]
+        template_params = siamfc_crop_params(template_box, processor.template_area_factor, processor.template_size_wh)
+        search_params, success = jittered_crop_params(
+            search_box,
+            processor.search_area_factor,
+            processor.search_size_wh,
+            self.scale_jitter,
+            self.translation_jitter,
+            rng,
+            self.min_object_size,
+            self.crop_retry_count,
+        )
+        if not success:
+            return None
+        template_path = table.frame_path(pair.row, pair.template_frame)
+        search_path = template_path if pair.search_frame == pair.template_frame else table.frame_path(
+            pair.row, pair.search_frame
+        )
+        template_crop, search_crop = self._crop(
+            template_path, search_path, template_params, search_params, track.image_wh
+        )
+        template_crop_box = map_boxes(template_box, template_crop.params)
+        search_crop_box = map_boxes(search_box, search_crop.params)
+        template_image = _as_hwc(template_crop.image)
+        search_image = _as_hwc(search_crop.image)
+        record = None
+        if self.augmentation is not None:
+            template_image, template_crop_box, search_image, search_crop_box, record = self.augmentation(
+                template_image, template_crop_box, search_image, search_crop_box, rng
+            )
+        template_crop_box = clip_boxes_to_image(template_crop_box, processor.template_size_wh)
+        search_crop_box = clip_boxes_to_image(search_crop_box, processor.search_size_wh)
+        if not (boxes_are_valid(template_crop_box) and boxes_are_valid(search_crop_box)):
+            return None  # the realised (pixel-aligned) crop lost the object: draw another pair
+        return TrainingPair(
+            pair,
+            attempts,
+            template_image,
+            search_image,
+            template_crop_box,
+            search_crop_box,
+            template_crop.params,
+            search_crop.params,
+            template_box,
+            search_box,
+            record,
+        )
+
+    def _crop(
+        self,
+        template_path: str,
+        search_path: str,
+        template_params: np.ndarray,
+        search_params: np.ndarray,
+        frame_wh: tuple[int, int],
+    ) -> tuple[CropResult, CropResult]:
+        processor = self.image_processor
+        if self.exact:
+            template_frame = read_frame(template_path)
+            search_frame = template_frame if search_path == template_path else read_frame(search_path)
+            return (
+                crop_image(template_frame, template_params, processor.template_size_wh),
+                crop_image(search_frame, search_params, processor.search_size_wh),
+            )
+        template_reduction = decode_reduction(template_params, self.max_reduction)
+        search_reduction = decode_reduction(search_params, self.max_reduction)
+        if search_path == template_path:
+            frame = decode_frame(template_path, min(template_reduction, search_reduction), frame_wh)
+            template_frame = search_frame = frame
+        else:
+            template_frame = decode_frame(template_path, template_reduction, frame_wh)
+            search_frame = decode_frame(search_path, search_reduction, frame_wh)
+        return (
+            fast_crop(template_frame, template_params, processor.template_size_wh),
+            fast_crop(search_frame, search_params, processor.search_size_wh),
+        )
+
+    def to_model_inputs(self, sample: TrainingPair) -> dict[str, torch.Tensor]:
+        """Normalised pixel values, template token types, target box and positive cells of one pair."""
+        processor = self.image_processor
+        template_pixels = processor.normalize_crop(_as_chw(sample.template_image))
+        search_pixels = processor.normalize_crop(_as_chw(sample.search_image))
+        token_type_ids = template_token_type_ids_from_boxes(
+            sample.template_box[None], processor.template_grid_wh, processor.patch_size
+        )[0]
+        positive_mask = positive_cells_from_box(sample.search_box, processor.search_size_wh, processor.search_grid_wh)
+        labels = normalized_target_box(sample.search_box, processor.search_size_wh)
+        return {
+            "template_pixel_values": template_pixels,
+            "search_pixel_values": search_pixels,
+            "template_token_type_ids": token_type_ids,
+            "labels": torch.from_numpy(labels),
+            "positive_mask": torch.from_numpy(positive_mask),
+        }
+
+
+def _as_hwc(image: torch.Tensor) -> np.ndarray:
+    """`(3, H, W)` float tensor -> `(H, W, 3)` float32 array (a view when the tensor is an HWC buffer)."""
+    array = image.permute(1, 2, 0).numpy()
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
+
+
+def _as_chw(image: np.ndarray) -> torch.Tensor:
+    """`(H, W, 3)` array -> contiguous `(3, H, W)` float32 tensor (numpy's transpose copy is much faster than
+    torch's multi-threaded copy of a permuted view)."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+
+
+def collate_pairs(batch: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack a list of `TrackingPairDataset` items into a batch for `LoraTrackerModel.forward(**batch)`.
+
+    Returns `template_pixel_values (B, 3, Hz, Wz)`, `search_pixel_values (B, 3, Hx, Wx)`,
+    `template_token_type_ids (B, zH, zW)`, `labels (B, 4)` and `positive_mask (B, H, W)`.
+    """
+    if len(batch) == 0:
+        raise ValueError("Cannot collate an empty batch.")
+    keys = tuple(batch[0].keys())
+    for position, item in enumerate(batch):
+        if tuple(item.keys()) != keys:
+            raise ValueError(f"Batch item {position} has keys {sorted(item)}, expected {sorted(keys)}.")
+    return {key: torch.stack([item[key] for item in batch]) for key in keys}
+
+
+class EpochIndexSampler(Sampler):
+    """Yields `(epoch, index)` for every sample of the dataset's current epoch, optionally one shard of them.
+
+    The epoch is read from the dataset when iteration starts, so `dataset.set_epoch(e)` (or this sampler's
+    `set_epoch`, which accelerate calls) reaches persistent workers through the indices themselves. Indices are in
+    order: the epoch schedule is already shuffled. With `num_shards > 1`, shard `shard_index` gets every
+    `num_shards`-th index (for manual distributed training; accelerate shards batches itself).
+    """
+
+    def __init__(self, dataset: TrackingPairDataset, num_shards: int = 1, shard_index: int = 0):
+        if not 0 <= shard_index < num_shards:
+            raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index}.")
+        self.dataset = dataset
+        self.num_shards = int(num_shards)
+        self.shard_index = int(shard_index)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(range(self.shard_index, len(self.dataset), self.num_shards))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.dataset.epoch
+        for index in range(self.shard_index, len(self.dataset), self.num_shards):
+            yield epoch, index
+
+
+def build_train_dataloader(
+    dataset: TrackingPairDataset,
+    batch_size: int,
+    num_workers: int = 0,
+    persistent_workers: bool | None = None,
+    pin_memory: bool = False,
+    drop_last: bool = True,
+    prefetch_factor: int | None = None,
+    num_shards: int = 1,
+    shard_index: int = 0,
+) -> DataLoader:
+    """A DataLoader over `dataset` with `EpochIndexSampler` and `collate_pairs`.
+
+    Call `dataset.set_epoch(epoch)` (or `loader.sampler.set_epoch`) before iterating each epoch; persistent workers
+    (default when `num_workers > 0`) pick the epoch up from the indices. Batches are identical for any `num_workers`.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if persistent_workers is None:
+        persistent_workers = num_workers > 0
+    extra = {} if num_workers == 0 or prefetch_factor is None else {"prefetch_factor": prefetch_factor}
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=EpochIndexSampler(dataset, num_shards, shard_index),
+        num_workers=num_workers,
+        collate_fn=collate_pairs,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        persistent_workers=persistent_workers and num_workers > 0,
+        **extra,
+    )
+
+
+__all__ = [
+    "MODEL_INPUT_KEYS",
+    "EpochIndexSampler",
+    "TrackingPair",
+    "TrackingPairDataset",
+    "build_train_dataloader",
+    "collate_pairs",
+]
