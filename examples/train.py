@@ -34,7 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
+import transformers
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DistributedType, ProjectConfiguration, TorchDynamoPlugin, set_seed
@@ -66,7 +68,7 @@ from lorat_hf.training.checkpointing import (
 )
 from lorat_hf.training.optimization import WarmupCosineSchedule, build_parameter_groups
 from lorat_hf.training.precision import cast_for_mixed_precision_, parameter_dtypes, weight_dtype_for
-from lorat_hf.training.progress import TrainingProgress, isolated_rng, plan_batches
+from lorat_hf.training.progress import TrainingProgress, plan_batches
 from lorat_hf.training.validation import evaluate_loss, evaluate_tracking
 
 logger = get_logger(__name__, log_level="INFO")
@@ -257,9 +259,7 @@ def check_gradient_accumulation(accelerator: Accelerator, requested: int) -> Non
 def effective_config(config: TrainConfig, accelerator: Accelerator, plan, schedule: dict, model) -> dict[str, Any]:
     """train_config.json: the arguments plus what actually ran (accelerate state, batch split, schedule, versions)."""
     import accelerate
-    import datasets
     import peft
-    import transformers
 
     total, trainable = count_parameters(model)
     state = accelerator.state
@@ -342,18 +342,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)
     check_gradient_accumulation(accelerator, training.gradient_accumulation_steps)
-    if accelerator.is_local_main_process:
-        import datasets
-        import transformers
-
-        transformers.utils.logging.set_verbosity_warning()
-        datasets.utils.logging.set_verbosity_warning()
-    else:
-        import datasets
-        import transformers
-
-        transformers.utils.logging.set_verbosity_error()
-        datasets.utils.logging.set_verbosity_error()
+    library_verbosity = logging.WARNING if accelerator.is_local_main_process else logging.ERROR
+    transformers.utils.logging.set_verbosity(library_verbosity)
+    datasets.utils.logging.set_verbosity(library_verbosity)
     if training.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -426,6 +417,9 @@ def main(argv: list[str] | None = None) -> None:
         val_loader = accelerator.prepare(val_loader)
     accelerator.register_for_checkpointing(lr_scheduler)
     progress = TrainingProgress()
+    sharded_weights = accelerator.distributed_type == DistributedType.FSDP or (
+        accelerator.distributed_type == DistributedType.DEEPSPEED and accelerator.state.deepspeed_plugin.zero_stage == 3
+    )
 
     def save_model_hook(models, weights, folder):
         # Called on every rank by save_state. Store the trainable weights only (not the frozen DINOv2); file I/O on
@@ -469,6 +463,18 @@ def main(argv: list[str] | None = None) -> None:
         if accelerator.is_main_process:
             truncate_metrics(output_dir, progress.global_step)
 
+    def log(metrics: dict[str, Any]) -> None:
+        accelerator.log(metrics, step=progress.global_step)
+        if accelerator.is_main_process:
+            append_metrics(output_dir, {"step": progress.global_step, **metrics})
+
+    def export(folder: Path) -> None:
+        """A loadable adapter (or model) folder. Collective: sharded weights are gathered on every rank first."""
+        state_dict = accelerator.get_state_dict(model) if sharded_weights else None
+        if accelerator.is_main_process:
+            export_trained_model(accelerator.unwrap_model(model), folder, image_processor, run_config, state_dict)
+        accelerator.wait_for_everyone()
+
     def save_checkpoint() -> None:
         folder = checkpoint_dir(checkpoints_root, progress.global_step)
         if accelerator.is_main_process:
@@ -477,30 +483,25 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.save_state(str(folder))  # every rank (DeepSpeed/FSDP need all of them)
         if accelerator.is_main_process:
             write_json_atomic(folder / TRAINING_STATE_NAME, {"progress": progress.to_dict(), "batch_plan": plan.to_dict()})
-            export_trained_model(accelerator.unwrap_model(model), folder / EXPORT_DIRNAME, image_processor, run_config)
-        accelerator.wait_for_everyone()
+        export(folder / EXPORT_DIRNAME)
         if accelerator.is_main_process:
             mark_checkpoint_complete(folder, progress.global_step)  # LAST: only now does the checkpoint count
             rotate_checkpoints(checkpoints_root, training.checkpoints_total_limit)
         accelerator.wait_for_everyone()
 
     def track_and_score() -> None:
-        if accelerator.is_main_process:
-            with isolated_rng():
-                metrics = evaluate_tracking(
-                    accelerator.unwrap_model(model),
-                    image_processor,
-                    tracking_sequences,
-                    autocast_dtype=autocast_dtype,
-                    max_batch_size=plan.per_device_batch_size * 4,
-                )
-            log(metrics)
+        # Sharded weights (FSDP, ZeRO-3) need every rank in each forward: all ranks then track the same sequences.
+        if accelerator.is_main_process or sharded_weights:
+            metrics = evaluate_tracking(
+                model if sharded_weights else accelerator.unwrap_model(model),
+                image_processor,
+                tracking_sequences,
+                autocast_dtype=autocast_dtype,
+                max_batch_size=plan.per_device_batch_size * 4,
+            )
+            if accelerator.is_main_process:
+                log(metrics)
         accelerator.wait_for_everyone()
-
-    def log(metrics: dict[str, Any]) -> None:
-        accelerator.log(metrics, step=progress.global_step)
-        if accelerator.is_main_process:
-            append_metrics(output_dir, {"step": progress.global_step, **metrics})
 
     logger.info(
         f"Training {stop_step - progress.global_step} steps (of {total_steps}): {plan.steps_per_epoch} steps/epoch, global "
@@ -582,14 +583,14 @@ def main(argv: list[str] | None = None) -> None:
     # ----- final export (and upload) -----
     accelerator.wait_for_everyone()
     final_dir = output_dir / FINAL_DIRNAME
+    export(final_dir)
     if accelerator.is_main_process:
-        export_trained_model(accelerator.unwrap_model(model), final_dir, image_processor, run_config)
         logger.info(f"Saved the trained tracker to {final_dir} (load it with lorat_hf.load_tracker_model).")
         if hub.push_to_hub:
             from lorat_hf.hub import push_tracker_to_hub
 
-            url = push_tracker_to_hub(final_dir, hub.hub_model_id, private=hub.hub_private_repo)
-            logger.info(f"Pushed to {url}")
+            pushed = push_tracker_to_hub(final_dir, hub.hub_model_id, private=hub.hub_private_repo)
+            logger.info(f"Pushed {final_dir} to {hub.hub_model_id}: {pushed}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
 

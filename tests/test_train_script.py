@@ -194,3 +194,48 @@ def test_accelerate_configs_load_with_accelerate(name):
     assert config.num_processes >= 1 and 128 % config.num_processes == 0
     assert yaml.safe_load(path.read_text())  # and it is plain YAML
     assert path.read_text().startswith("#")  # every config says when to use it
+
+
+def test_make_train_demo_command_trains_the_tiny_recipe_to_a_loadable_tracker(tmp_path):
+    """`accelerate launch --num_processes 1 --cpu examples/train.py --config tiny-synthetic.yaml` (shortened)."""
+    output = tmp_path / "tiny"
+    launch([
+        "--config", str(CONFIGS / "tiny-synthetic.yaml"),
+        "--output_dir", str(output),
+        "--sequence_cache_dir", str(tmp_path / "cache"),
+        "--synthetic_sequences", "3", "--synthetic_val_sequences", "2",
+        "--synthetic_frame_size", "128", "96", "--synthetic_sequence_length", "12",
+        "--samples_per_epoch", "32", "--global_batch_size", "8", "--num_train_epochs", "3",
+        "--learning_rate", "5e-3", "--warmup_epochs", "0.5",  # a few steps must be enough to see the loss fall
+        "--val_pairs", "8", "--validation_steps", "12", "--tracking_eval_steps", "12",
+        "--tracking_eval_sequences", "2", "--checkpointing_steps", "6", "--logging_steps", "1",
+        "--dataloader_num_workers", "0", "--report_to", "none",
+    ])
+    metrics = read_metrics(output)
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    assert len(losses) == 12
+    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:2]) / 2  # the loss falls
+    final = [m for m in metrics if m["step"] == 12]
+    assert any("val_loss" in m for m in final)
+    tracking = next(m for m in final if "track_success_auc" in m)
+    assert tracking["track_num_sequences"] == 2 and 0 <= tracking["track_success_auc"] <= 100
+    run_config = json.loads((output / "train_config.json").read_text())
+    assert run_config["accelerate"]["distributed_type"] == "DistributedType.NO"
+    assert run_config["arguments"]["model"]["random_backbone"] is True
+
+    # final/ is a trainable-only adapter over the saved random backbone; it loads and tracks.
+    from lorat_hf import load_tracker_model
+    from lorat_hf.data.synthetic import SyntheticVideoConfig, generate_sequence
+    from lorat_hf.tracking import LoraTracker
+
+    assert (output / "final" / "adapter_model.safetensors").stat().st_size < (output / "backbone" / "model.safetensors").stat().st_size
+    model = load_tracker_model(output / "final")
+    assert model.peft_config["default"].r == 16
+    tracker = LoraTracker.from_pretrained(output / "final")
+    video = generate_sequence(SyntheticVideoConfig(frame_size=(128, 96), num_frames=3), seed=123)
+    tracker.init(video.frames[0], video.boxes_xyxy[0], box_format="xyxy")
+    box, score = tracker.track(video.frames[1])
+    assert box.shape == (4,) and 0.0 <= score <= 1.0
+    checkpoints = sorted(p.name for p in (output / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-12", "checkpoint-6"]
+    assert load_tracker_model(output / "checkpoints" / "checkpoint-6" / "adapter") is not None

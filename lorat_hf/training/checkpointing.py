@@ -241,13 +241,15 @@ def export_trained_model(
     output_dir: str | os.PathLike,
     image_processor: Any | None = None,
     train_config: dict[str, Any] | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a folder that `lorat_hf.adapters.load_tracker_model` loads, atomically (temp folder + rename).
 
     A `PeftModel` gives an adapter folder (`adapter_config.json`, `adapter_model.safetensors`, tracker `config.json`:
     trainable weights only); a plain `LoraTrackerModel` (full fine-tuning) gives a model folder (`config.json`,
     `model.safetensors`). Both get `preprocessor_config.json` and `train_config.json` when given. An existing
-    `output_dir` is replaced only once the new folder is complete.
+    `output_dir` is replaced only once the new folder is complete. Pass `state_dict` when the weights are sharded
+    (FSDP, DeepSpeed ZeRO-3): the full state dict from `accelerator.get_state_dict(model)`, gathered on every rank.
     """
     from peft import PeftModel
 
@@ -257,10 +259,11 @@ def export_trained_model(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
     try:
+        extra = {} if state_dict is None else {"state_dict": state_dict}
         if isinstance(model, PeftModel):
-            save_adapter_folder(model, staging)
+            save_adapter_folder(model, staging, **extra)
         else:
-            model.save_pretrained(staging)
+            model.save_pretrained(staging, **extra)
         if image_processor is not None:
             image_processor.save_pretrained(staging)
         if train_config is not None:
