@@ -40,7 +40,7 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
         default=None,
-        choices=PYTRACKING_MODES,
+        choices=(*PYTRACKING_MODES, "lasot_ext"),
         help="pytracking/ostrack dataset mode (default: from --dataset; e.g. 'uav' for UAV123 in the generic layout)",
     )
     parser.add_argument("--cache-dir", default=None, type=Path, help="where parsed annotations are cached")

@@ -178,9 +178,18 @@ def _forward_fill(boxes: np.ndarray, replace: np.ndarray) -> np.ndarray:
 
 
 def _torch_sqrt(values: np.ndarray) -> np.ndarray:
-    """Square root as pytracking computes it: torch's CPU kernel is not always correctly rounded (1 ulp off numpy on
-    vectorised builds), and a centre error sitting on a pixel threshold must land on the same side."""
-    return torch.from_numpy(np.ascontiguousarray(values)).sqrt().numpy()
+    """Square root as pytracking computes it: torch's CPU kernel (MKL VML on x86 builds) is not always correctly
+    rounded (1 ulp off numpy), and a centre error sitting on a pixel threshold must land on the same side.
+
+    Run single-threaded: the values are the same for any thread count, but waking MKL's thread pool costs ~20 ms per
+    call on a busy machine, against microseconds for a few thousand values.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.from_numpy(np.ascontiguousarray(values)).sqrt().numpy()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _fmt_box(box: np.ndarray) -> str:
@@ -893,7 +902,8 @@ def evaluate_sequences(
         protocol: one of `PROTOCOLS`.
         sequences: the sequences in evaluation order (order matters only for GOT-10k's time-file quirk).
         dataset: our dataset name (`lasot`, `lasot_ext`, `tnl2k`, `got10k`, `trackingnet`, `uav`, `generic`, ...).
-        mode: pytracking dataset mode for `pytracking` / `ostrack` (default: derived from `dataset`).
+        mode: pytracking dataset mode for `pytracking` / `ostrack` (default: derived from `dataset`; `lasot_ext` is
+            accepted for `lasot_extension_subset`).
         skip_missing: pytracking's `skip_missing_seq` (drop sequences with a missing run); for `lasot-toolkit` a
             missing file is scored like an empty one (all-zero curves, dropped by the plot filter); for `got10k`,
             which has no such option, the sequence is left out. TrackingNet always scores missing files as zeros.
@@ -901,7 +911,7 @@ def evaluate_sequences(
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}.")
     if protocol in ("pytracking", "ostrack"):
-        mode = mode or pytracking_mode(dataset)
+        mode = DATASET_TO_PYTRACKING_MODE.get(mode, mode) if mode else pytracking_mode(dataset)
         if mode not in PYTRACKING_MODES:
             raise ValueError(f"Unknown pytracking mode {mode!r}; choose one of {', '.join(PYTRACKING_MODES)}.")
         return _evaluate_pytracking(
