@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference import (  # noqa: E402
     RESULTS_FILE,
     environment_line,
-    machine_description,
     interleaved_medians,
     load_average,
+    machine_description,
     model_inputs,
     update_results_section,
 )
@@ -39,7 +39,11 @@ from lorat_hf.configuration_lora_tracker import BACKBONES  # noqa: E402
 
 # Official (total, trainable) parameter counts of the unmerged training model at 224 px (B-224 and L-224 as given;
 # g-224 from the given g-378 minus its larger frozen position table).
-OFFICIAL_224 = {"B": (98_708_741, 12_985_349), "L": (335_744_005, 32_518_149), "g": (1_215_727_621 - (729 - 256) * 1536, 80_234_501)}
+OFFICIAL_224 = {
+    "B": (98_708_741, 12_985_349),
+    "L": (335_744_005, 32_518_149),
+    "g": (1_215_727_621 - (729 - 256) * 1536, 80_234_501),
+}
 # The paper's table (MACs of one forward, ECCV version) where available.
 PAPER_GMACS = {"B-224": 30, "L-224": 103, "g-378": 1161}
 LATENCY_ORDER = ("S-224", "B-224", "S-378", "B-378", "L-224", "L-378", "g-224", "g-378")
@@ -91,7 +95,6 @@ def latency(variant: str, repeats: int, warmup: int, device: torch.device) -> di
         result = interleaved_medians(
             {"merged": lambda: merged(**inputs), "unmerged": lambda: unmerged(**inputs)}, repeats, warmup, device
         )
-    del merged, unmerged
     return result
 
 
@@ -109,8 +112,13 @@ def to_markdown(rows: list[dict], latencies: dict, skipped: list[str], repeats: 
     for row in rows:
         variant = row["variant"]
         official = row["official"]
-        official_text = "—" if official is None else (
-            f"{official[0]:,} / {official[1]:,} " + ("✓" if official == (row["total_params"], row["trainable_params"]) else "✗ MISMATCH")
+        official_text = (
+            "—"
+            if official is None
+            else (
+                f"{official[0]:,} / {official[1]:,} "
+                + ("✓" if official == (row["total_params"], row["trainable_params"]) else "✗ MISMATCH")
+            )
         )
         timing = latencies.get(variant)
         merged_ms = f"{timing['merged'] * 1e3:.0f} ms" if timing else "skipped"
@@ -142,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--max-latency-variant", choices=LATENCY_ORDER, help="largest variant to time (default: L-224 on CPU, g-378 on GPU)")
+    parser.add_argument(
+        "--max-latency-variant",
+        choices=LATENCY_ORDER,
+        help="largest variant to time (default: L-224 on CPU, g-378 on GPU)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="time S-224 and B-224 only, 2 repeats")
     parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
@@ -171,12 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     for variant in LATENCY_ORDER:
         if variant in timed:
             latencies[variant] = latency(variant, args.repeats, args.warmup, device)
-            print(f"{variant}: latency merged {latencies[variant]['merged'] * 1e3:.0f} ms, unmerged {latencies[variant]['unmerged'] * 1e3:.0f} ms")
+            print(
+                f"{variant}: latency merged {latencies[variant]['merged'] * 1e3:.0f} ms, unmerged {latencies[variant]['unmerged'] * 1e3:.0f} ms"
+            )
     skipped = [v for v in LATENCY_ORDER if v not in timed]
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine_description(), "rows": rows, "latency_s": latencies}, indent=2))
+        args.json.write_text(
+            json.dumps({"machine": machine_description(), "rows": rows, "latency_s": latencies}, indent=2)
+        )
     if not args.no_write:
-        update_results_section("efficiency", to_markdown(rows, latencies, skipped, args.repeats, f"{load_before} before, {load_average()} after"))
+        update_results_section(
+            "efficiency",
+            to_markdown(rows, latencies, skipped, args.repeats, f"{load_before} before, {load_average()} after"),
+        )
         print(f"Updated {RESULTS_FILE}")
     if mismatches:
         print(f"Parameter counts differ from the official ones for {mismatches}", file=sys.stderr)

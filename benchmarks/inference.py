@@ -89,7 +89,9 @@ def load_average() -> str:
         return "n/a"
 
 
-def model_inputs(config: LoraTrackerConfig, batch_size: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+def model_inputs(
+    config: LoraTrackerConfig, batch_size: int, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
     """Random normalised template/search crops and token types of the right shapes."""
     (zw, zh), (xw, xh) = config.template_size_wh, config.search_size_wh
     gzw, gzh = config.template_grid_wh
@@ -108,7 +110,9 @@ def model_inputs(config: LoraTrackerConfig, batch_size: int, device: torch.devic
 def plain_dinov2_input_size(config: LoraTrackerConfig) -> tuple[int, int]:
     """(height, width) of an image giving a plain DINOv2 as many patch tokens as template + search together."""
     patch = config.patch_size
-    tokens = config.template_grid_wh[0] * config.template_grid_wh[1] + config.search_grid_wh[0] * config.search_grid_wh[1]
+    tokens = (
+        config.template_grid_wh[0] * config.template_grid_wh[1] + config.search_grid_wh[0] * config.search_grid_wh[1]
+    )
     rows = config.search_grid_wh[1]
     columns = -(-tokens // rows)  # ceil: at least as many tokens as the tracker
     return rows * patch, columns * patch
@@ -193,7 +197,9 @@ def run(args: argparse.Namespace) -> dict:
     plain_pixels = torch.randn(1, 3, height, width, device=device)
     inputs = model_inputs(config, 1, device)
     tracker_tokens = inputs["template_token_type_ids"][0].numel() + config.search_grid_wh[0] * config.search_grid_wh[1]
-    print(f"{args.variant}: {tracker_tokens} tracker tokens; plain DINOv2 at {height}x{width} = {height // 14 * (width // 14)} patch tokens + cls")
+    print(
+        f"{args.variant}: {tracker_tokens} tracker tokens; plain DINOv2 at {height}x{width} = {height // 14 * (width // 14)} patch tokens + cls"
+    )
 
     with torch.inference_mode():
         check = (merged(**inputs).score_map - unmerged(**inputs).score_map).abs().max().item()
@@ -282,11 +288,11 @@ def to_markdown(result: dict) -> str:
         f"| 1 sequence, one frame per forward | {fps['merged_sequential']:.2f} FPS | {fps['unmerged_sequential']:.2f} FPS |",
         f"| {result['sequences']} sequences per forward (`track_step`) | {fps['merged_batched']:.2f} FPS | {fps['unmerged_batched']:.2f} FPS |",
         "",
-        f"* Target \"merged costs no more than the plain backbone (within 2%)\": "
+        f'* Target "merged costs no more than the plain backbone (within 2%)": '
         f"{'met' if merged_vs_plain <= 0.02 else 'NOT met'} ({merged_vs_plain:+.1%} measured; FLOPs "
         f"{flops_vs_plain:+.1%}: the head and the second patch-embedding call). Merging removes the LoRA cost "
         "entirely: the merged model is a plain `LoraTrackerModel` with no adapter module left.",
-        f"* Target \"batched beats sequential per frame\": {'met' if batched_gain > 1 else 'NOT met'} "
+        f'* Target "batched beats sequential per frame": {"met" if batched_gain > 1 else "NOT met"} '
         f"({batched_gain:.2f}x the per-frame throughput with {result['sequences']} sequences per forward, merged).",
         f"* Unmerged LoRA costs {unmerged_vs_merged:+.1%} per forward over merged: load adapters with "
         "`merge=True` (the default of `LoraTracker.from_pretrained`) for inference.",

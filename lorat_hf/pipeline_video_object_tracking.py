@@ -76,7 +76,9 @@ class VideoObjectTrackingPipeline(Pipeline):
             video = {"frames": list(video)}
         elif isinstance(video, (np.ndarray, torch.Tensor)):
             if video.ndim != 4:
-                raise ValueError(f"A video array must be (num_frames, height, width, 3), got shape {tuple(video.shape)}.")
+                raise ValueError(
+                    f"A video array must be (num_frames, height, width, 3), got shape {tuple(video.shape)}."
+                )
             video = {"frames": list(video)}
         elif isinstance(video, os.PathLike):
             video = os.fspath(video)
@@ -129,7 +131,9 @@ class VideoObjectTrackingPipeline(Pipeline):
         autocast_dtype: torch.dtype | str | None = None,
     ) -> dict[str, Any]:
         if init_box is None:
-            raise ValueError("Pass init_box=[x, y, w, h] (or box_format='xyxy' and [x1, y1, x2, y2]): the object's box on the first frame.")
+            raise ValueError(
+                "Pass init_box=[x, y, w, h] (or box_format='xyxy' and [x1, y1, x2, y2]): the object's box on the first frame."
+            )
         tracker = LoraTracker(self.model, self.image_processor, dtype=autocast_dtype, box_format=box_format)
         boxes, scores = [], []
         for item in tracker.track_video(model_inputs["frames"], init_box):
@@ -140,7 +144,7 @@ class VideoObjectTrackingPipeline(Pipeline):
     def postprocess(self, model_outputs: dict[str, Any]) -> list[dict[str, Any]]:
         return [
             {"frame_index": index, "box": [float(v) for v in box], "score": float(score)}
-            for index, (box, score) in enumerate(zip(model_outputs["boxes"], model_outputs["scores"]))
+            for index, (box, score) in enumerate(zip(model_outputs["boxes"], model_outputs["scores"], strict=True))
         ]
 
 
@@ -152,7 +156,9 @@ def register_pipeline() -> None:
     current = PIPELINE_REGISTRY.supported_tasks.get(TASK)
     if current is not None and current.get("impl") is VideoObjectTrackingPipeline:
         return
-    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=VideoObjectTrackingPipeline, pt_model=AutoModel, type="video")
+    PIPELINE_REGISTRY.register_pipeline(
+        TASK, pipeline_class=VideoObjectTrackingPipeline, pt_model=AutoModel, type="video"
+    )
 
 
 __all__ = ["VideoObjectTrackingPipeline", "register_pipeline", "TASK"]

@@ -99,6 +99,7 @@ class LoraTrackerInferenceSession:
         self.inference_device = torch.device(inference_device)
         self.video_storage_device = torch.device(video_storage_device)
         self.dtype = dtype
+        self.autocast_dtype = resolve_autocast_dtype(dtype, self.inference_device)
         self.image_processor = image_processor
         self.processed_frames: dict[int, torch.Tensor] = {}
         self.obj_ids: list[Hashable] = []
@@ -210,7 +211,14 @@ class LoraTrackerProcessor(ProcessorMixin):
         rgb = [frame_to_rgb(image) for image in images]
         data: dict[str, Any] = {"original_sizes": [[frame.shape[0], frame.shape[1]] for frame in rgb]}
         if input_boxes is not None:
-            data.update(self.image_processor.preprocess(rgb, np.asarray(input_boxes, dtype=np.float64).reshape(len(rgb), 4), box_format=box_format, return_tensors=None))
+            data.update(
+                self.image_processor.preprocess(
+                    rgb,
+                    np.asarray(input_boxes, dtype=np.float64).reshape(len(rgb), 4),
+                    box_format=box_format,
+                    return_tensors=None,
+                )
+            )
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def init_video_session(
@@ -236,7 +244,6 @@ class LoraTrackerProcessor(ProcessorMixin):
             video = read_video_frames(video, max_frames=max_frames)
         elif video is not None and max_frames is not None:
             video = list(video)[:max_frames]
-        resolve_autocast_dtype(dtype, torch.device(inference_device))
         return LoraTrackerInferenceSession(
             video=video,
             inference_device=inference_device,
@@ -269,14 +276,22 @@ class LoraTrackerProcessor(ProcessorMixin):
         if box_format not in BOX_FORMATS:
             raise ValueError(f"box_format must be one of {BOX_FORMATS}, got {box_format!r}.")
         ids = [obj_ids] if isinstance(obj_ids, (int, str)) or not isinstance(obj_ids, Sequence) else list(obj_ids)
-        boxes = torch.as_tensor(input_boxes, dtype=torch.float64).numpy() if isinstance(input_boxes, torch.Tensor) else np.asarray(input_boxes, dtype=np.float64)
+        boxes = (
+            torch.as_tensor(input_boxes, dtype=torch.float64).numpy()
+            if isinstance(input_boxes, torch.Tensor)
+            else np.asarray(input_boxes, dtype=np.float64)
+        )
         if boxes.ndim == 3:
             if boxes.shape[0] != 1:
-                raise ValueError(f"input_boxes hold boxes for {boxes.shape[0]} images; a session step takes one image.")
+                raise ValueError(
+                    f"input_boxes hold boxes for {boxes.shape[0]} images; a session step takes one image."
+                )
             boxes = boxes[0]
         boxes = boxes.reshape(-1, 4) if boxes.size and boxes.shape[-1] == 4 else boxes
         if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"input_boxes must be [[x1, y1, x2, y2], ...] boxes, got shape {np.asarray(input_boxes).shape}.")
+            raise ValueError(
+                f"input_boxes must be [[x1, y1, x2, y2], ...] boxes, got shape {np.asarray(input_boxes).shape}."
+            )
         if len(boxes) != len(ids):
             raise ValueError(f"Got {len(ids)} object ids for {len(boxes)} boxes.")
         if frame_idx in inference_session.processed_frames:
@@ -296,12 +311,10 @@ class LoraTrackerProcessor(ProcessorMixin):
             check_init_box(box, (size_hw[1], size_hw[0]), box_format)
         if clear_old_inputs:
             inference_session.inputs_per_frame.pop(int(frame_idx), None)
-        for obj_id, box in zip(ids, boxes_xyxy):
+        for obj_id, box in zip(ids, boxes_xyxy, strict=True):
             inference_session.add_box_inputs(frame_idx, obj_id, box)
 
-    def post_process_boxes(
-        self, pred_boxes: torch.Tensor | np.ndarray, box_format: str = "xywh"
-    ) -> np.ndarray:
+    def post_process_boxes(self, pred_boxes: torch.Tensor | np.ndarray, box_format: str = "xywh") -> np.ndarray:
         """Frame-pixel `xyxy` boxes `(..., 4)` of an output converted to `box_format` (float64 numpy)."""
         boxes = pred_boxes.cpu().numpy() if isinstance(pred_boxes, torch.Tensor) else np.asarray(pred_boxes)
         return from_xyxy(boxes.astype(np.float64), box_format)
@@ -352,12 +365,12 @@ def track_frame(
 
     prompts = session.inputs_per_frame.get(int(frame_idx), {})
     if prompts:
-        new_states = initialize_targets(model, processor, [rgb] * len(prompts), np.stack(list(prompts.values())), list(prompts))
+        new_states = initialize_targets(
+            model, processor, [rgb] * len(prompts), np.stack(list(prompts.values())), list(prompts)
+        )
         session.target_states.update({state.object_id: state for state in new_states})
     tracked = [state for obj_id, state in session.target_states.items() if obj_id not in prompts]
-    results = track_step(
-        model, processor, tracked, [rgb] * len(tracked), autocast_dtype=resolve_autocast_dtype(session.dtype, device)
-    )
+    results = track_step(model, processor, tracked, [rgb] * len(tracked), autocast_dtype=session.autocast_dtype)
     by_id = {r.object_id: (r.box_xyxy, r.score, r.state_updated) for r in results}
     by_id.update({obj_id: (box, 1.0, True) for obj_id, box in prompts.items()})
     present = [obj_id for obj_id in session.obj_ids if obj_id in by_id]

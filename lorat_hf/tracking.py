@@ -204,7 +204,7 @@ def initialize_targets(
         raise ValueError(f"Object ids must be distinct, got {object_ids}.")
     device, _ = model_device_and_dtype(model)
     states = []
-    for frame, box, object_id in zip(_rgb_frames(frames), boxes, object_ids):
+    for frame, box, object_id in zip(_rgb_frames(frames), boxes, object_ids, strict=True):
         frame_size = (int(frame.shape[1]), int(frame.shape[0]))
         check_init_box(box, frame_size)
         template = processor.prepare_template(frame, box)
@@ -281,7 +281,8 @@ def track_step(
     processor = processor or default_image_processor(model)
     rgb_frames = _rgb_frames(frames)
     searches = [
-        processor.prepare_search(frame, state.box_xyxy, state.padding_color) for frame, state in zip(rgb_frames, states)
+        processor.prepare_search(frame, state.box_xyxy, state.padding_color)
+        for frame, state in zip(rgb_frames, states, strict=True)
     ]
     score_map, pred_boxes = run_tracker_forward(
         model,

@@ -226,7 +226,9 @@ class VideoWriter:
                 f"{', '.join(VIDEO_CODECS)}."
             )
         if self.path.exists() and not overwrite:
-            raise FileExistsError(f"{str(self.path)!r} already exists; pass overwrite=True (--overwrite) to replace it.")
+            raise FileExistsError(
+                f"{str(self.path)!r} already exists; pass overwrite=True (--overwrite) to replace it."
+            )
         if not self.path.parent.exists():
             raise FileNotFoundError(f"The folder of the output video {str(self.path.parent)!r} does not exist.")
         if not fps or fps <= 0:
@@ -255,7 +257,9 @@ class VideoWriter:
                 raise OSError(f"OpenCV cannot encode {self.path.suffix} video here; try an .avi output.")
             self._size = (width, height)
         elif (width, height) != self._size:
-            raise ValueError(f"Frame size {width}x{height} differs from the first frame's {self._size[0]}x{self._size[1]}.")
+            raise ValueError(
+                f"Frame size {width}x{height} differs from the first frame's {self._size[0]}x{self._size[1]}."
+            )
         self._writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
         self.num_frames += 1
 

@@ -4,12 +4,12 @@ import logging
 
 import numpy as np
 import pytest
+from tracking_helpers import lively_tiny_model, moving_square_clip, write_frame_folder, write_video
 from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from lorat_hf.pipeline_video_object_tracking import TASK, VideoObjectTrackingPipeline, register_pipeline
 from lorat_hf.tracking import LoraTracker
-from tracking_helpers import lively_tiny_model, moving_square_clip, write_frame_folder, write_video
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_video_file_output_schema_and_values(tmp_path, model, clip):
         assert type(output["score"]) is float and 0.0 <= output["score"] <= 1.0
     assert outputs[0]["box"] == init_box and outputs[0]["score"] == 1.0
     decoded = [frame for frame in LoraTracker(model).track_video(path, init_box)]
-    for output, reference in zip(outputs, decoded):
+    for output, reference in zip(outputs, decoded, strict=True):
         np.testing.assert_allclose(output["box"], reference.box, atol=1e-9)
 
 
@@ -61,7 +61,9 @@ def test_frame_list_array_and_folder_inputs_agree(tmp_path, model, clip):
     tracker_pipeline = pipeline(TASK, model=model)
     from_list = tracker_pipeline(frames, init_box=gt[0].tolist(), box_format="xyxy")
     from_array = tracker_pipeline(np.stack(frames), init_box=gt[0].tolist(), box_format="xyxy")
-    from_folder = tracker_pipeline(write_frame_folder(tmp_path / "frames", frames), init_box=gt[0].tolist(), box_format="xyxy")
+    from_folder = tracker_pipeline(
+        write_frame_folder(tmp_path / "frames", frames), init_box=gt[0].tolist(), box_format="xyxy"
+    )
     assert from_list == from_array == from_folder  # lossless PNG frames
     tracker = LoraTracker(model, box_format="xyxy")
     tracker.init(frames[0], gt[0])

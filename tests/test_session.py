@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from tracking_helpers import lively_tiny_model, moving_square_clip, write_video
 
 from lorat_hf import add_adapters
 from lorat_hf.processing_lora_tracker import (
@@ -15,7 +16,6 @@ from lorat_hf.processing_lora_tracker import (
     track_frame,
 )
 from lorat_hf.tracking import LoraTracker
-from tracking_helpers import lively_tiny_model, moving_square_clip, write_video
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_offline_propagation_equals_the_facade(model, processor, clip):
     tracker = LoraTracker(model, box_format="xyxy")
     expected = list(tracker.track_video(frames, gt[0]))
     assert [o.frame_idx for o in outputs] == list(range(6))
-    for output, reference in zip(outputs, expected):
+    for output, reference in zip(outputs, expected, strict=True):
         assert isinstance(output, LoraTrackerVideoOutput) and output.obj_ids == [7]
         assert output.pred_boxes.shape == (1, 4) and output.pred_boxes.dtype == torch.float64
         assert output.scores.shape == (1,)
@@ -62,8 +62,10 @@ def test_streaming_equals_offline_with_two_objects(model, processor, clip):
 
     streaming = processor.init_video_session()
     assert streaming.num_frames == 0
-    processor.add_inputs_to_inference_session(streaming, 0, [1, 2], [[gt[0].tolist(), SECOND_BOX]], original_size=(120, 160))
-    for frame, reference in zip(frames, expected):
+    processor.add_inputs_to_inference_session(
+        streaming, 0, [1, 2], [[gt[0].tolist(), SECOND_BOX]], original_size=(120, 160)
+    )
+    for frame, reference in zip(frames, expected, strict=True):
         output = track_frame(model, streaming, frame=frame)
         assert output.frame_idx == reference.frame_idx and output.obj_ids == [1, 2]
         assert torch.equal(output.pred_boxes, reference.pred_boxes)
@@ -75,19 +77,21 @@ def test_an_object_added_later_starts_on_its_prompt_frame(model, processor, clip
     frames, gt = clip
     session = processor.init_video_session(video=frames)
     processor.add_inputs_to_inference_session(session, 0, "target", gt[0])
-    processor.add_inputs_to_inference_session(session, 3, "late", [SECOND_BOX[0], SECOND_BOX[1], 30, 35], box_format="xywh")
+    processor.add_inputs_to_inference_session(
+        session, 3, "late", [SECOND_BOX[0], SECOND_BOX[1], 30, 35], box_format="xywh"
+    )
     outputs = list(propagate_in_video_iterator(model, session))
     assert [o.obj_ids for o in outputs] == [["target"]] * 3 + [["target", "late"]] * 3
     assert outputs[3].pred_boxes[1].tolist() == SECOND_BOX and outputs[3].scores[1].item() == 1.0
     alone = processor.init_video_session(video=frames)
     processor.add_inputs_to_inference_session(alone, 0, "target", gt[0])
-    for output, reference in zip(outputs, propagate_in_video_iterator(model, alone)):
+    for output, reference in zip(outputs, propagate_in_video_iterator(model, alone), strict=True):
         np.testing.assert_allclose(output.pred_boxes[0].numpy(), reference.pred_boxes[0].numpy(), atol=1e-3, rtol=0)
     late_alone = processor.init_video_session(video=frames)
     processor.add_inputs_to_inference_session(late_alone, 3, "late", [SECOND_BOX])
     late = list(propagate_in_video_iterator(model, late_alone))
     assert late[0].frame_idx == 3  # propagation starts on the earliest prompt
-    for output, reference in zip(outputs[3:], late):
+    for output, reference in zip(outputs[3:], late, strict=True):
         np.testing.assert_allclose(output.pred_boxes[1].numpy(), reference.pred_boxes[0].numpy(), atol=1e-3, rtol=0)
 
 
@@ -106,9 +110,11 @@ def test_session_stepping_works_through_a_peft_model(clip):
     session = processor.init_video_session(video=frames)
     processor.add_inputs_to_inference_session(session, 0, 1, [[gt[0].tolist()]])
     base = list(propagate_in_video_iterator(plain, session))
-    for with_peft, with_merged in zip(*results):
+    for with_peft, with_merged in zip(*results, strict=True):
         np.testing.assert_allclose(with_peft.pred_boxes.numpy(), with_merged.pred_boxes.numpy(), atol=1e-3, rtol=0)
-    assert any(not torch.allclose(a.pred_boxes, b.pred_boxes) for a, b in zip(results[0], base))  # adapters act
+    assert any(
+        not torch.allclose(a.pred_boxes, b.pred_boxes) for a, b in zip(results[0], base, strict=True)
+    )  # adapters act
 
 
 def test_resets_and_frame_access(model, processor, clip):
@@ -158,4 +164,6 @@ def test_processor_call_save_and_video_path(tmp_path, model, processor, clip):
     assert reloaded.image_processor.to_dict() == processor.image_processor.to_dict()
     session = reloaded.init_video_session(video=write_video(tmp_path / "clip.avi", frames), max_frames=4)
     assert session.num_frames == 4 and session.get_frame(0).shape == (120, 160, 3)
-    assert processor.post_process_boxes(torch.tensor([[10.0, 20.0, 50.0, 60.0]])).tolist() == [[10.0, 20.0, 40.0, 40.0]]
+    assert processor.post_process_boxes(torch.tensor([[10.0, 20.0, 50.0, 60.0]])).tolist() == [
+        [10.0, 20.0, 40.0, 40.0]
+    ]

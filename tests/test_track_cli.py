@@ -6,10 +6,10 @@ import json
 import cv2
 import numpy as np
 import pytest
+from tracking_helpers import lively_tiny_model, moving_square_clip, write_frame_folder, write_video
 
 from lorat_hf.commands.track import default_model_path, main
 from lorat_hf.tracking import LoraTracker
-from tracking_helpers import lively_tiny_model, moving_square_clip, write_frame_folder, write_video
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,20 @@ def test_video_file_to_annotated_video_and_csv(tmp_path, model_dir, clip, capsys
     frames, gt = clip
     video = write_video(tmp_path / "clip.mp4", frames)
     output, boxes = tmp_path / "tracked.mp4", tmp_path / "boxes.csv"
-    argv = [str(video), "--box", _box_arg(gt[0]), "--model", str(model_dir), "--output", str(output), "--save-boxes", str(boxes), "--device", "cpu", "--quiet"]
+    argv = [
+        str(video),
+        "--box",
+        _box_arg(gt[0]),
+        "--model",
+        str(model_dir),
+        "--output",
+        str(output),
+        "--save-boxes",
+        str(boxes),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "Tracked 6 frames" in printed and "FPS" in printed
@@ -51,7 +64,7 @@ def test_video_file_to_annotated_video_and_csv(tmp_path, model_dir, clip, capsys
     assert [float(rows[0][k]) for k in "xywh"] == [40.0, 30.0, 28.0, 28.0] and float(rows[0]["score"]) == 1.0
     tracker = LoraTracker.from_pretrained(model_dir, device="cpu")
     expected = list(tracker.track_video(video, [40, 30, 28, 28]))
-    for row, reference in zip(rows, expected):
+    for row, reference in zip(rows, expected, strict=True):
         np.testing.assert_allclose([float(row[k]) for k in "xywh"], reference.box, atol=1e-4)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
@@ -60,7 +73,20 @@ def test_frame_folder_with_xyxy_json_and_max_frames(tmp_path, model_dir, clip):
     frames, gt = clip
     folder = write_frame_folder(tmp_path / "frames", frames, pattern="frame{:d}.png")  # frame10 after frame9
     boxes = tmp_path / "boxes.json"
-    argv = [str(folder), "--box", _box_arg(gt[0], "xyxy"), "--box-format", "xyxy", "--model", str(model_dir), "--save-boxes", str(boxes), "--max-frames", "4", "--quiet"]
+    argv = [
+        str(folder),
+        "--box",
+        _box_arg(gt[0], "xyxy"),
+        "--box-format",
+        "xyxy",
+        "--model",
+        str(model_dir),
+        "--save-boxes",
+        str(boxes),
+        "--max-frames",
+        "4",
+        "--quiet",
+    ]
     assert main(argv) == 0
     saved = json.loads(boxes.read_text())
     assert saved["box_format"] == "xyxy" and len(saved["frames"]) == 4

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import OFFICIAL, tiny_config
 from PIL import Image
 from safetensors.torch import load_file
+from tracking_helpers import FixedOutputModel, convert_case_a, lively_tiny_model, moving_square_clip, write_video
 
-from conftest import OFFICIAL, tiny_config
 from lorat_hf import LoraTrackerConfig, LoraTrackerImageProcessor
 from lorat_hf.tracking import (
     LoraTracker,
@@ -15,7 +16,6 @@ from lorat_hf.tracking import (
     resolve_autocast_dtype,
     track_step,
 )
-from tracking_helpers import FixedOutputModel, convert_case_a, lively_tiny_model, moving_square_clip, write_video
 
 E2E = load_file(OFFICIAL / "tracking_e2e" / "tracking.safetensors")
 POST = load_file(OFFICIAL / "postprocess" / "postprocess.safetensors")
@@ -45,7 +45,9 @@ def test_engine_reproduces_the_official_end_to_end_run(case_a_adapter, merge):
     assert type(tracker.model).__name__ == ("LoraTrackerModel" if merge else "PeftModel")
     suffix = "" if merge else "_unmerged_model"
     frames = E2E["frames_hwc_uint8"].numpy()
-    (state,) = initialize_targets(tracker.model, tracker.image_processor, [frames[0]], E2E["init_box_xyxy"].numpy()[None])
+    (state,) = initialize_targets(
+        tracker.model, tracker.image_processor, [frames[0]], E2E["init_box_xyxy"].numpy()[None]
+    )
     assert torch.equal(state.template_pixel_values, E2E["template_z"])
     assert torch.equal(state.template_token_type_ids, E2E["z_feat_mask"])
     assert torch.equal(state.padding_color, E2E["template_image_mean"])
@@ -57,7 +59,9 @@ def test_engine_reproduces_the_official_end_to_end_run(case_a_adapter, merge):
             assert np.array_equal(result.search_params, E2E["search_cropping_params"][step].numpy())
             np.testing.assert_allclose(result.box_search_px, E2E["post_box_search_px"][step].numpy(), atol=1e-3)
         assert result.best_index == E2E["best_index"][step].item()
-        np.testing.assert_allclose(result.box_xyxy, E2E[f"pred_boxes_xyxy{suffix}"][step + 1].numpy(), atol=1e-3, rtol=0)
+        np.testing.assert_allclose(
+            result.box_xyxy, E2E[f"pred_boxes_xyxy{suffix}"][step + 1].numpy(), atol=1e-3, rtol=0
+        )
         assert result.score == pytest.approx(E2E[f"pred_confidence{suffix}"][step + 1].item(), abs=1e-5)
         assert result.state_updated
 
@@ -174,10 +178,10 @@ def test_multi_object_tracking_equals_tracking_each_object_alone(model, clip):
     finally:
         del model.forward
     assert calls == [3] * (len(frames) - 1)  # one batched forward per frame
-    for object_id, box in zip(ids, boxes):
+    for object_id, box in zip(ids, boxes, strict=True):
         alone = LoraTracker(model, box_format="xyxy")
         alone.init(frames[0], box)
-        for frame, joint_output in zip(frames[1:], joint_outputs):
+        for frame, joint_output in zip(frames[1:], joint_outputs, strict=True):
             single_box, single_score = alone.track(frame)
             np.testing.assert_allclose(joint_output[object_id][0], single_box, atol=1e-3, rtol=0)
             assert joint_output[object_id][1] == pytest.approx(single_score, abs=1e-5)
@@ -193,13 +197,13 @@ def test_engine_tracks_different_videos_in_one_batch_independently(model):
     processor.prepare_template = lambda *a: template_calls.append(1) or prepare_template(*a)
     states = initialize_targets(model, processor, [clip_a[0], clip_b[0]], [gt_a[0], gt_b[0]], object_ids=["a", "b"])
     templates = [s.template_pixel_values for s in states]
-    batched = [track_step(model, processor, states, [fa, fb]) for fa, fb in zip(clip_a[1:], clip_b[1:])]
+    batched = [track_step(model, processor, states, [fa, fb]) for fa, fb in zip(clip_a[1:], clip_b[1:], strict=True)]
     assert len(template_calls) == 2  # the template crop is computed once per target
-    assert all(s.template_pixel_values is t for s, t in zip(states, templates))
+    assert all(s.template_pixel_values is t for s, t in zip(states, templates, strict=True))
     assert states[1].frame_size_wh == (200, 150)
     for index, (video, gt) in enumerate(((clip_a, gt_a), (clip_b, gt_b))):
         (alone,) = initialize_targets(model, processor, [video[0]], [gt[0]])
-        for frame, step_results in zip(video[1:], batched):
+        for frame, step_results in zip(video[1:], batched, strict=True):
             (result,) = track_step(model, processor, [alone], [frame])
             assert step_results[index].object_id == "ab"[index]
             np.testing.assert_allclose(step_results[index].box_xyxy, result.box_xyxy, atol=1e-3, rtol=0)
@@ -223,7 +227,9 @@ def test_from_pretrained_uses_the_saved_image_processor(tmp_path, model, clip):
     model.save_pretrained(tmp_path / "merged")
     plain = LoraTracker.from_pretrained(tmp_path / "merged", device="cpu")
     assert plain.image_processor.window_penalty == 0.45
-    LoraTrackerImageProcessor.from_tracker_config(model.config, window_penalty=0.2).save_pretrained(tmp_path / "merged")
+    LoraTrackerImageProcessor.from_tracker_config(model.config, window_penalty=0.2).save_pretrained(
+        tmp_path / "merged"
+    )
     tuned = LoraTracker.from_pretrained(tmp_path / "merged", device="cpu")
     assert tuned.image_processor.window_penalty == 0.2
     frames, gt = clip

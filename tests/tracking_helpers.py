@@ -8,9 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch import nn
-
 from conftest import OFFICIAL, tiny_config
+from torch import nn
 
 
 def lively_tiny_model(seed: int = 0, **config_overrides):
@@ -40,7 +39,11 @@ def lively_tiny_model(seed: int = 0, **config_overrides):
 
 
 def moving_square_clip(
-    num_frames: int = 8, size_wh: tuple[int, int] = (160, 120), seed: int = 0, square: int = 28, step: tuple[int, int] = (5, 3)
+    num_frames: int = 8,
+    size_wh: tuple[int, int] = (160, 120),
+    seed: int = 0,
+    square: int = 28,
+    step: tuple[int, int] = (5, 3),
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """RGB frames of a checkerboard-textured square moving over a blocky random background, and its xyxy boxes."""
     rng = np.random.default_rng(seed)

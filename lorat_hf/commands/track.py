@@ -70,15 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Boxes are pixels of the first frame; xywh = top-left corner, width, height.",
     )
     parser.add_argument("video", help="video file, folder of frames, webcam index (0) or stream URL (rtsp://...)")
-    parser.add_argument("--box", required=True, type=parse_box, help="the object on the first frame: x,y,w,h (or x1,y1,x2,y2 with --box-format xyxy)")
-    parser.add_argument("--box-format", choices=("xywh", "xyxy"), default="xywh", help="format of --box and of the saved boxes (default xywh)")
+    parser.add_argument(
+        "--box",
+        required=True,
+        type=parse_box,
+        help="the object on the first frame: x,y,w,h (or x1,y1,x2,y2 with --box-format xyxy)",
+    )
+    parser.add_argument(
+        "--box-format",
+        choices=("xywh", "xyxy"),
+        default="xywh",
+        help="format of --box and of the saved boxes (default xywh)",
+    )
     parser.add_argument("--model", help="tracker folder or Hub repo id (adapter folder or merged model)")
     parser.add_argument("--revision", help="Hub revision of --model")
     parser.add_argument("--output", type=Path, help="write the video with the box and score drawn (.mp4, .avi, ...)")
     parser.add_argument("--save-boxes", type=Path, help="write the per-frame boxes and scores (.csv or .json)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing --output / --save-boxes files")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32", help="compute dtype; float16 = the official GPU setting")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        default="float32",
+        help="compute dtype; float16 = the official GPU setting",
+    )
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--fps", type=float, help="frame rate of --output when the source has none (default 30)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -108,7 +123,9 @@ def write_box_file(path: Path, rows: list[dict], box_format: str, video: str) ->
     else:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["frame_index", *(("x", "y", "w", "h") if box_format == "xywh" else ("x1", "y1", "x2", "y2")), "score"])
+        writer.writerow(
+            ["frame_index", *(("x", "y", "w", "h") if box_format == "xywh" else ("x1", "y1", "x2", "y2")), "score"]
+        )
         for row in rows:
             writer.writerow([row["frame_index"], *(f"{v:.4f}" for v in row["box"]), f"{row['score']:.6f}"])
         text = buffer.getvalue()
@@ -154,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     hub_kwargs = {"revision": args.revision} if args.revision else {}
     try:
-        tracker = LoraTracker.from_pretrained(model, device=args.device, dtype=args.dtype, box_format=args.box_format, **hub_kwargs)
+        tracker = LoraTracker.from_pretrained(
+            model, device=args.device, dtype=args.dtype, box_format=args.box_format, **hub_kwargs
+        )
     except (OSError, ValueError) as error:
         reader.close()
         raise UsageError(f"Cannot load the tracker from {model!r}: {error}") from None
@@ -212,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_request:
         return int(exit_request.code or 0)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return run(args)
     except UsageError as error:
