@@ -228,12 +228,28 @@ def load_tracker_model(
     logger.info("Loading the DINOv2 backbone from %s", backbone)
     base = LoraTrackerModel.from_backbone(backbone, config=config, **shared)
     check_adapter_matches(adapter_config_file, config)
-    model = PeftModel.from_pretrained(base, path, adapter_name=adapter_name, **hub_kwargs)
+    adapter_folder = resolve_adapter_folder(path, adapter_config_file, hub_kwargs)
+    model = PeftModel.from_pretrained(base, adapter_folder, adapter_name=adapter_name)
     tie_swiglu_lora_a_(model, adapter_name)
     model.eval()
     if merge:
         model = model.merge_and_unload()
     return model.to(dtype) if dtype is not None else model
+
+
+def resolve_adapter_folder(path: str, adapter_config_file: str, hub_kwargs: dict[str, Any]) -> str:
+    """A local folder holding an adapter's peft files: `path` itself, or the Hub snapshot they were downloaded to.
+
+    peft's own Hub download ignores `local_files_only` (it asks the Hub whether the weights exist), so Hub files are
+    fetched here with every hub kwarg and peft only reads a local folder.
+    """
+    weights_file = _resolve_file(path, ADAPTER_WEIGHTS_NAME, hub_kwargs)
+    if weights_file is None:
+        raise OSError(f"{path!r} has {ADAPTER_CONFIG_NAME} but no {ADAPTER_WEIGHTS_NAME}.")
+    folder = os.path.dirname(adapter_config_file)
+    if os.path.dirname(weights_file) != folder:
+        raise OSError(f"The adapter files of {path!r} come from two revisions (it changed while downloading); retry.")
+    return folder
 
 
 def check_adapter_matches(adapter_config_file: str, config: LoraTrackerConfig) -> None:

@@ -56,6 +56,7 @@ from .adapters import (
     check_adapter_matches,
     count_parameters,
     get_peft_config,
+    resolve_adapter_folder,
     save_adapter_folder,
     tie_swiglu_lora_a_,
 )
@@ -1049,10 +1050,16 @@ def _save_model(model: PeftModel | LoraTrackerModel, folder: Path) -> None:
     if isinstance(model, PeftModel):
         if len(model.peft_config) != 1:
             raise ValueError(
-                f"The model holds adapters {list(model.peft_config)}; publish one at a time (save the one you want "
-                "with lorat_hf.adapters.save_adapter_folder(model, dir, selected_adapters=[name]))."
+                f"The model holds adapters {list(model.peft_config)}; publish one at a time (remove the others with "
+                "model.delete_adapter(name), or push the folder each adapter was loaded from)."
             )
         save_adapter_folder(model, folder)
+        (name,) = model.peft_config
+        nested = folder / name  # peft saves an adapter not named "default" in a sub-folder of that name
+        if name != "default" and nested.is_dir():
+            for path in nested.iterdir():
+                os.replace(path, folder / path.name)
+            nested.rmdir()
         config = model.get_base_model().config
     elif isinstance(model, LoraTrackerModel):
         model.save_pretrained(folder)
@@ -1158,7 +1165,10 @@ def push_tracker_to_hub(
             return result
         api = HfApi(token=token)
         try:
-            assembled.card.validate()
+            try:
+                assembled.card.validate()  # the Hub's own metadata check
+            except ValueError as error:
+                raise ModelCardError(f"The Hub rejected the model card metadata: {error}") from error
             api.create_repo(repo_id, private=private, exist_ok=True)
             if private and not api.repo_info(repo_id).private:
                 logger.warning(
@@ -1178,8 +1188,8 @@ def push_tracker_to_hub(
             )
         except HfHubHTTPError as error:
             raise _hub_error(error, repo_id) from error
-        except ValueError as error:  # raised by card.validate() for a card the Hub rejects
-            raise ModelCardError(f"The Hub rejected the model card metadata: {error}") from error
+        except ModelCardError:
+            raise
         except Exception as error:
             if isinstance(error, OSError) or _is_transport_error(error):
                 raise _hub_error(error, repo_id) from error
@@ -1240,7 +1250,7 @@ def load_additional_adapter(
             "the backbone they were trained on."
         )
     check_adapter_matches(adapter_config_file, config)
-    model.load_adapter(path, adapter_name=adapter_name, **download_kwargs)
+    model.load_adapter(resolve_adapter_folder(path, adapter_config_file, download_kwargs), adapter_name=adapter_name)
     tie_swiglu_lora_a_(model, adapter_name)
     model.eval()
     return model

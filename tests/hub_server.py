@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -102,6 +103,7 @@ class FakeHub:
         self._threads: list[threading.Thread] = []
         self._last_request = time.monotonic()
         self._stopped = threading.Event()
+        self._connections: set = set()  # open client sockets, closed on stop() so kept-alive connections end too
 
     # ----- lifecycle -----
     @property
@@ -128,11 +130,19 @@ class FakeHub:
             thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, keep=None) -> None:
+        """Stop serving: close the listening socket and every open connection but `keep` (clients then get refused)."""
         if self._server is not None and not self._stopped.is_set():
             self._stopped.set()
             self._server.shutdown()
             self._server.server_close()
+            with self._lock:
+                connections = [c for c in self._connections if c is not keep]
+            for connection in connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def _watchdog(self) -> None:
         while not self._stopped.wait(0.2):
@@ -314,9 +324,22 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:  # keep test output quiet
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        with self.hub._lock:
+            self.hub._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.hub._lock:
+            self.hub._connections.discard(self.connection)
+        super().finish()
+
     # ----- plumbing -----
     def _dispatch(self) -> None:
         hub = self.hub
+        if hub._stopped.is_set():  # a kept-alive connection outliving stop(): drop it, as a vanished server would
+            self.close_connection = True
+            return
         with hub._lock:
             hub._last_request = time.monotonic()
             hub.requests.append((self.command, self.path))
@@ -383,8 +406,11 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(split.query)
         if segments == ["_fake", "shutdown"] and self.command == "POST":
             # Test control: make the Hub unreachable (connection refused) from now on, e.g. to check offline loading.
-            threading.Thread(target=hub.stop, daemon=True).start()
-            return self._json({"stopping": True})
+            # Stopped before answering, so that the client's next request cannot reach the server.
+            hub.stop(keep=self.connection)
+            self.close_connection = True
+            return 200, {"Connection": "close"}, b'{"stopped": true}'
+
         with hub._lock:
             user = hub._user(self.headers)
             if segments[:1] == ["api"]:

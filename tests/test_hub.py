@@ -238,6 +238,16 @@ def test_push_dry_run_from_a_model_object_sends_nothing(tmp_path, backbone_folde
     assert result.dry_run and result.commit_url is None
     assert set(result.files) == ADAPTER_FILES
     assert result.card.data.model_name == "tiny" and result.base_model == BACKBONE_ID
+    # An adapter loaded under another name (peft saves those in a sub-folder) and a merged model.
+    save_adapter_folder(model, tmp_path / "saved")
+    named = load_tracker_model(tmp_path / "saved", adapter_name="main", backbone_name_or_path=str(backbone_folder))
+    assert set(push_tracker_to_hub(named, "org/tiny", base_model=BACKBONE_ID, dry_run=True).files) == ADAPTER_FILES
+    merged = push_tracker_to_hub(named.merge_and_unload(), "org/tiny", base_model=BACKBONE_ID, dry_run=True)
+    assert (merged.kind, set(merged.files)) == ("merged", {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"})
+    named_again = load_tracker_model(tmp_path / "saved", adapter_name="main", backbone_name_or_path=str(backbone_folder))
+    load_additional_adapter(named_again, tmp_path / "saved", "other")
+    with pytest.raises(ValueError, match="publish one at a time"):
+        push_tracker_to_hub(named_again, "org/tiny", base_model=BACKBONE_ID, dry_run=True)
     with pytest.raises(ValueError, match="must be ORG/NAME"):
         push_tracker_to_hub(model, "tiny", dry_run=True)
 
@@ -498,6 +508,10 @@ try:
     load_tracker_model("org/other-tracker", cache_dir=cache, local_files_only=True)
 except OSError as error:
     errors["offline_not_cached"] = str(error)
+try:
+    push_tracker_to_hub(args["v2"], "org/tracker")
+except Exception as error:
+    errors["push_offline"] = f"{type(error).__name__}: {error}"
 save_file({k: v.contiguous() for k, v in found.items()}, args["outputs"])
 print(json.dumps({"errors": errors, "main_commit": main.commit_oid, "v2_files": v2.files, "merged_files": merged.files,
                   "tracks": tracks}))
@@ -558,6 +572,7 @@ def test_push_then_load_round_trip(tmp_path, backbone_folder, fake_hub):
     assert "OSError" in errors["missing_repo"] and "neither a local folder nor a Hub repository" in errors["missing_repo"]
     assert "Revision 'v3' does not exist in 'org/tracker'" in errors["missing_revision"]
     assert "not in the local cache and the Hub cannot be reached" in errors["offline_not_cached"]
+    assert errors["push_offline"].startswith("HubPublishError: Could not reach the Hub to upload org/tracker")
 
 
 PRIVATE_CLIENT = r"""
