@@ -159,7 +159,8 @@ def test_got10k_submission_zip_round_trip(tmp_path):
         name: np.array([[3.2, 4.7, 20.5, 10.25], [4.0, 5.0, 20.0, 10.0], [5.5, 6.5, 19.0, 11.0]])
         for name in ("GOT-10k_Val_000001", "GOT-10k_Val_000002")
     }
-    make_got10k(tmp_path / "GOT10k", "val", size_wh=size, num_frames=3, boxes=boxes)
+    cover = {"GOT-10k_Val_000002": [8, 0, 8]}  # frame 1 fully occluded: not scored
+    make_got10k(tmp_path / "GOT10k", "val", size_wh=size, num_frames=3, boxes=boxes, cover=cover)
     exact = {name: ([gt, gt], np.array([[0.01, 0.02]] * 3)) for name, gt in boxes.items()}
     write_got10k_submission(tmp_path / "exact.zip", exact, rasterize=False)
     with zipfile.ZipFile(tmp_path / "exact.zip") as archive:
@@ -172,7 +173,7 @@ def test_got10k_submission_zip_round_trip(tmp_path):
     assert set(report["metrics"]) == {"average_overlap", "success_rate_50", "success_rate_75", "speed_fps"}
     assert report["metrics"]["average_overlap"] == pytest.approx(1.0)
     assert report["metrics"]["speed_fps"] == pytest.approx(75.0)  # mean of 1/0.01 and 1/0.02
-    assert report["details"]["num_frames_scored"] == 2 * 2 * 2  # frames 1..2, two sequences, two runs
+    assert report["details"]["num_frames_scored"] == (2 + 1) * 2  # frames 1..2 (one occluded), two runs
     # LoRAT's rasterised boxes cover every touched pixel: IoU < 1 for fractional boxes, exact for integer ones
     write_got10k_submission(tmp_path / "raster.zip", {n: ([gt], None) for n, gt in boxes.items()})
     assert (

@@ -19,7 +19,9 @@ from data_factories import make_generic, make_got10k
 import lorat_hf.tracking
 from lorat_hf import LoraTrackerModel
 from lorat_hf.commands.evaluate import main
+from lorat_hf.data import TrackingSequence
 from lorat_hf.evaluation import load_report, parse_boxes, write_pytracking_result
+from lorat_hf.evaluation.runner import _Active, _Job, _write_job
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ("walk", "car2", "car10")
@@ -127,6 +129,21 @@ def test_run_got10k_test_split_writes_the_server_zip(tmp_path, model_dir, capsys
     assert (output / "got10k" / "GOT-10k_Test_000002" / "GOT-10k_Test_000002_002.txt").is_file()
 
 
+def test_results_are_written_in_the_benchmarks_own_convention(tmp_path):
+    """LaSOT files are 1-based: tracker outputs (0-based continuous) get +1; frame 0 is the shipped GT line."""
+    groundtruth = np.array([[11, 21, 30, 40], [12, 22, 30, 40]], dtype=np.float64)
+    sequence = TrackingSequence(
+        dataset="lasot", name="cat-1", frame_paths=["a.jpg", "b.jpg"], groundtruth_xywh=groundtruth,
+        boxes_xyxy=np.array([[10, 20, 40, 60], [11, 21, 41, 61]], dtype=np.float64), visible=np.ones(2, bool),
+        image_width=100, image_height=100, coordinate_offset=1.0,
+    )  # fmt: skip
+    entry = _Active(_Job(sequence, 0, tmp_path), state=None, boxes_xyxy=[np.array([10.0, 20, 40, 60]),
+                    np.array([11.25, 21.5, 41.25, 61.5])], times=[0.5, 0.25])  # fmt: skip
+    _write_job(entry)
+    assert (tmp_path / "cat-1.txt").read_text() == "11.000\t21.000\t30.000\t40.000\n12.250\t22.500\t30.000\t40.000\n"
+    assert np.loadtxt(tmp_path / "cat-1_time.txt").tolist() == [0.5, 0.25]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -137,20 +154,22 @@ def _free_port() -> int:
 def test_run_distributed_over_two_processes_matches_one_process(tmp_path, model_dir, generic):
     root, _ = generic
     single = tmp_path / "single"
-    assert main(run_args(model_dir, root, single, tmp_path / "cache")) == 0
+    assert main(run_args(model_dir, root, single, tmp_path / "cache", "--runs", "2")) == 0
+    assert load_report(single / "report.json")["details"]["runs"] == 2
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
     env.update(ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--main_process_port", str(_free_port()), "-m", "lorat_hf.commands.evaluate",
-               *run_args(model_dir, root, tmp_path / "ddp", tmp_path / "cache")]  # fmt: skip
+               *run_args(model_dir, root, tmp_path / "ddp", tmp_path / "cache", "--runs", "2")]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "process 0 takes" in result.stderr and "process 1 takes" in result.stderr
     assert "process 1 takes 0" not in result.stderr and result.stdout.count("| AUC") == 1  # one merged report
     for name in NAMES:
-        expected = parse_boxes((single / "results" / f"{name}.txt").read_text())
-        np.testing.assert_allclose(parse_boxes((tmp_path / "ddp" / "results" / f"{name}.txt").read_text()), expected,
-                                   atol=0.02)  # fmt: skip
+        for run in ("results_001", "results_002"):
+            expected = parse_boxes((single / run / f"{name}.txt").read_text())
+            np.testing.assert_allclose(parse_boxes((tmp_path / "ddp" / run / f"{name}.txt").read_text()), expected,
+                                       atol=0.02)  # fmt: skip
     assert load_report(tmp_path / "ddp" / "report.json")["metrics"] == pytest.approx(
         load_report(single / "report.json")["metrics"], abs=0.5
     )

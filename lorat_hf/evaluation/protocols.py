@@ -383,22 +383,30 @@ def _evaluate_pytracking(
     per_sequence, kept, skipped = {}, [], []
     num_runs = 0
     for seq in sequences:
-        if not seq.predictions or any(p is None for p in seq.predictions):
-            if skip_missing:
-                skipped.append(seq.name)
-                continue
-            run = next((i for i, p in enumerate(seq.predictions) if p is None), 0)
-            where = seq.describe_run(run) if seq.predictions else "the results folder"
-            raise EvaluationError(f"{seq.name}: result not found ({where}); pytracking stops with 'Result not found'.")
         visible = seq.visible if mode in _MODES_WITH_VISIBILITY else None
         if mode == "lasot" and visible is None:
             raise EvaluationError(f"{seq.name}: LaSOT mode needs full_occlusion/out_of_view flags; none were found.")
-        runs = [
-            pytracking_sequence_curves(
-                pred, seq.groundtruth, mode=mode, visible=visible, validity=validity, sequence=seq.name
+        # runs are read in order and a missing one ends the sequence (after the earlier runs were checked)
+        runs, missing = [], not seq.predictions
+        for run, pred in enumerate(seq.predictions):
+            if pred is None:
+                missing = True
+                if not skip_missing:
+                    raise EvaluationError(
+                        f"{seq.name}: result not found ({seq.describe_run(run)}); pytracking stops with "
+                        f"'Result not found'."
+                    )
+                break
+            runs.append(
+                pytracking_sequence_curves(
+                    pred, seq.groundtruth, mode=mode, visible=visible, validity=validity, sequence=seq.name
+                )
             )
-            for pred in seq.predictions
-        ]
+        if missing:
+            if not skip_missing:
+                raise EvaluationError(f"{seq.name}: result not found; pytracking stops with 'Result not found'.")
+            skipped.append(seq.name)
+            continue
         num_runs = max(num_runs, len(runs))
         # merge_multiple_runs: per-sequence curves averaged over runs (float32), then over sequences
         success = np.mean([r.success for r in runs], axis=0, dtype=np.float32)

@@ -328,14 +328,16 @@ def _export_got10k(output_dir: Path, sequences: Sequence, runs: int, rasterize: 
     return native
 
 
-def _export_trackingnet(output_dir: Path, sequences: Sequence, rasterize: bool) -> Path:
-    folder = run_folders(output_dir, 1)[0]
-    boxes = {s.name: parse_boxes((folder / f"{s.name}.txt").read_text(), str(folder)) for s in sequences}
-    path = write_trackingnet_submission(
-        output_dir / "trackingnet_submission.zip", boxes, rasterize=rasterize, overwrite=True
-    )
-    logger.info("TrackingNet server zip: %s", path)
-    return path
+def _export_trackingnet(output_dir: Path, sequences: Sequence, runs: int, rasterize: bool) -> list[Path]:
+    """TrackingNet server zips: ``trackingnet_submission.zip``, or one ``trackingnet_submission_NNN.zip`` per run."""
+    written = []
+    for run, folder in enumerate(run_folders(output_dir, runs), start=1):
+        boxes = {s.name: parse_boxes((folder / f"{s.name}.txt").read_text(), str(folder)) for s in sequences}
+        suffix = "" if runs == 1 else f"_{run:03d}"
+        path = output_dir / f"trackingnet_submission{suffix}.zip"
+        written.append(write_trackingnet_submission(path, boxes, rasterize=rasterize, overwrite=True))
+        logger.info("TrackingNet server zip: %s", path)
+    return written
 
 
 def run_evaluation(
@@ -435,17 +437,19 @@ def run_evaluation(
     if missing:
         raise RuntimeError(f"{len(missing)} (sequence, run) pairs have no result file (e.g. {missing[:3]}); rerun.")
     is_test = not has_annotations(sequences)
-    results_path: Path = folders[0]
+    results_path = output_dir / "results"  # for several runs: read as its numbered siblings results_001, ...
     if dataset == "got10k":
         results_path = _export_got10k(output_dir, sequences, runs, rasterize, write_zip=is_test)
     elif dataset == "trackingnet" and is_test:
-        _export_trackingnet(output_dir, sequences, rasterize)
+        _export_trackingnet(output_dir, sequences, runs, rasterize)
     if is_test:
         logger.info("The %s %s split has no annotations to score; submit the zip in %s.", dataset, split, output_dir)
         print(f"{dataset} {split or ''}: annotations withheld; submission files are in {output_dir}")
         return None
 
-    report = score_results(results_path, sequences, dataset=dataset, protocol=protocol, mode=mode, split=split)
+    report = score_results(
+        results_path, sequences, dataset=dataset, protocol=protocol, mode=mode, split=split, runs=runs
+    )
     report["model"] = os.fspath(model)
     write_report(output_dir / REPORT_FILE, report)
     reports = {compare_label(model): report}
