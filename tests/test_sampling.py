@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import datasets
 import numpy as np
 import pytest
@@ -116,6 +118,14 @@ def test_samples_are_a_function_of_seed_epoch_and_index():
     assert [TrackingPairSampler(data, samples_per_epoch=64, seed=6).sample(i) for i in range(64)] != pairs
     generator = first.generator(3, epoch=2)
     assert generator.random() == sample_generator(5, 2, 3).random()
+
+
+def test_sampler_pickles_for_spawned_workers():
+    sampler = TrackingPairSampler([toy_dataset(6), toy_dataset(3, dataset="b")], samples_per_epoch=32, seed=2)
+    sampler.sample(0)  # caches Arrow columns and the schedule, which must not travel
+    clone = pickle.loads(pickle.dumps(sampler))
+    assert clone.tables[0]._columns is None and clone._schedule_cache == {}
+    assert [clone.sample(i) for i in range(32)] == [sampler.sample(i) for i in range(32)]
 
 
 def test_validation_mode_gives_fixed_pairs_every_epoch():

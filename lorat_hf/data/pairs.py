@@ -358,6 +358,9 @@ def build_train_dataloader(
 
     Call `dataset.set_epoch(epoch)` (or `loader.sampler.set_epoch`) before iterating each epoch; persistent workers
     (default when `num_workers > 0`) pick the epoch up from the indices. Batches are identical for any `num_workers`.
+    After `accelerator.prepare(loader)`, call the prepared loader's `set_epoch(epoch)`: accelerate forwards it to
+    the sampler (and otherwise numbers the passes itself from 0); `accelerator.skip_first_batches` resumes mid-epoch.
+    OpenCV's thread count is left alone in workers (calling `cv2.setNumThreads` in a forked worker can deadlock).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")

@@ -289,6 +289,11 @@ class TrackingPairSampler:
             return table.track_groups()
         return np.arange(len(table) + 1, dtype=np.int64), np.arange(len(table), dtype=np.int64)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_schedule_cache"] = {}  # cheap to rebuild; not worth sending to every spawned worker
+        return state
+
     def num_sequences(self, source: int) -> int:
         """Number of sequences (track groups) of dataset `source`."""
         return len(self.groups[source][0]) - 1
