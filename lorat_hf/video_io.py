@@ -308,7 +308,7 @@ def draw_box(
         return canvas
     x1, y1 = int(np.floor(box[0])), int(np.floor(box[1]))
     x2, y2 = int(np.ceil(box[2])) - 1, int(np.ceil(box[3])) - 1
-    cv2.rectangle(canvas, (x1, y1), (max(x1, x2), max(y1, y2)), color, thickness, lineType=cv2.LINE_AA)
+    cv2.rectangle(canvas, (x1, y1), (max(x1, x2), max(y1, y2)), color, thickness, lineType=cv2.LINE_8)
     caption = " ".join(part for part in (label, None if score is None else f"{score:.2f}") if part)
     if caption:
         scale = max(0.4, min(canvas.shape[:2]) / 600.0)

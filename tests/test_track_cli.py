@@ -155,3 +155,35 @@ def test_an_empty_video_file_is_reported(tmp_path, model_dir, capsys):
 def test_default_model_path_says_the_demo_tracker_is_not_shipped_yet():
     with pytest.raises(FileNotFoundError, match="no default model yet: the embedded demo tracker is not shipped"):
         default_model_path()
+
+
+def test_video_io_frame_order_writer_rules_and_drawing(tmp_path):
+    from lorat_hf.video_io import VideoReader, VideoWriter, draw_box, read_video_frames
+
+    frames = [np.full((24, 32, 3), index * 20, dtype=np.uint8) for index in range(12)]
+    folder = write_frame_folder(tmp_path / "frames", frames, pattern="img{:d}.png")
+    read = read_video_frames(folder)
+    assert [int(frame[0, 0, 0]) for frame in read] == [index * 20 for index in range(12)]  # img10 after img9
+    with VideoReader(folder, max_frames=5) as reader:
+        assert reader.info.kind == "folder" and reader.info.num_frames == 5 and len(list(reader)) == 5
+
+    target = tmp_path / "out.avi"
+    with VideoWriter(target, fps=5) as writer:
+        writer.write(frames[0])
+        with pytest.raises(ValueError, match="differs from the first frame"):
+            writer.write(np.zeros((10, 10, 3), dtype=np.uint8))
+        assert not target.exists()  # appears only when complete
+    assert target.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    with pytest.raises(FileExistsError, match="already exists"):
+        VideoWriter(target)
+    with pytest.raises(ValueError, match="No frame was written"):
+        VideoWriter(tmp_path / "never.avi").close()
+    assert not (tmp_path / "never.avi").exists()
+
+    canvas = np.zeros((90, 120, 3), dtype=np.uint8)
+    drawn = draw_box(canvas, [10.5, 42.0, 60.0, 75.0], score=0.9, color=(0, 255, 0), thickness=1)
+    assert canvas.max() == 0  # the input is not modified
+    assert drawn[60, 10, 1] == 255 and drawn[60, 59, 1] == 255  # left and right edges: pixels 10 and 59
+    assert drawn[42, 30, 1] == 255 and drawn[74, 30, 1] == 255  # top and bottom edges: pixels 42 and 74
+    assert drawn[60, 30].max() == 0 and drawn[60, 61].max() == 0  # inside and outside untouched
+    assert drawn[30:41, 10:40, 1].mean() > 100  # the score caption sits above the box
