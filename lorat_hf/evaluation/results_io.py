@@ -19,6 +19,7 @@ integer ``x, y, w, h``; pass ``rasterize=False`` to write the float boxes instea
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
 import re
@@ -249,6 +250,36 @@ class _Source:
         self.by_basename: dict[str, list[str]] = {}
         for name in self.names:
             self.by_basename.setdefault(name.rsplit("/", 1)[-1], []).append(name)
+        self.by_parent: dict[str, list[str]] = {}
+        for name in self.names:
+            if "/" in name:
+                self.by_parent.setdefault(name.rsplit("/", 2)[-2], []).append(name)
+        self._sorted_basenames = sorted(self.by_basename)
+        # for `containing`: basenames reversed and sorted (suffix search), and the few paths with ".txt" twice
+        self._reversed_basenames = sorted(basename[::-1] for basename in self.by_basename)
+        self._irregular = [name for name in self.names if name.count(".txt") > 1]
+
+    def containing(self, text: str) -> list[str]:
+        """Every path with ``text`` (a file name ending in ``.txt``, no ``/``) as a substring: the TrackingNet devkit's
+        matching rule. Where ``.txt`` occurs once in a path, that means the path ends with ``text``, which a suffix
+        search over the reversed file names finds in O(log n) instead of scanning every path."""
+        key = text[::-1]
+        found = []
+        index = bisect.bisect_left(self._reversed_basenames, key)
+        while index < len(self._reversed_basenames) and self._reversed_basenames[index].startswith(key):
+            found.extend(self.by_basename[self._reversed_basenames[index][::-1]])
+            index += 1
+        found.extend(name for name in self._irregular if text in name and name not in found)
+        return found
+
+    def starting_with(self, prefix: str) -> list[str]:
+        """Paths whose file name starts with ``prefix`` (binary search over the sorted file names)."""
+        found = []
+        index = bisect.bisect_left(self._sorted_basenames, prefix)
+        while index < len(self._sorted_basenames) and self._sorted_basenames[index].startswith(prefix):
+            found.extend(self.by_basename[self._sorted_basenames[index]])
+            index += 1
+        return found
 
     def read_text(self, relative: str) -> str:
         if self.is_zip:
@@ -311,13 +342,8 @@ def _numbered_runs(source: _Source, name: str, parent: str | None, runs: int | N
     elsewhere exactly ``<name>_<NNN>.txt`` (so that TrackingNet's ``abc_2`` is not read as a run of ``abc``)."""
     tail = r"_[0-9][^/]*\.txt$" if parent is not None else r"_\d{3}\.txt$"
     pattern = re.compile(re.escape(name) + tail)
-    found = sorted(
-        n
-        for basename, paths in source.by_basename.items()
-        if pattern.match(basename)
-        for n in paths
-        if parent is None or n.rsplit("/", 2)[-2:-1] == [parent]
-    )
+    candidates = source.by_parent.get(parent, []) if parent is not None else source.starting_with(f"{name}_")
+    found = sorted(n for n in candidates if pattern.match(n.rsplit("/", 1)[-1]))
     folders = {n.rsplit("/", 1)[0] if "/" in n else "" for n in found}
     if len(folders) > 1:
         shown = ", ".join(sorted(folders)[:4])
@@ -335,18 +361,20 @@ def _numbered_runs(source: _Source, name: str, parent: str | None, runs: int | N
     return [by_number.get(first + r) for r in range(runs)]
 
 
-def detect_layout(results: str | os.PathLike, sequence_names: Sequence[str], protocol: str | None = None) -> str:
-    """Which layout a results folder/zip uses (``pytracking``, ``got10k`` or ``trackingnet``), for ``protocol``."""
+def _detect_layout(source: _Source, names: Sequence[str], protocol: str | None) -> str:
     if protocol == "trackingnet":
         return "trackingnet"
-    source = _Source(_run_sources(Path(results), None)[0])
-    names = list(sequence_names)
     nested = any(_numbered_runs(source, name, name, None) for name in names)
     flat = any(f"{name}.txt" in source.by_basename for name in names)
     flat_runs = any(_numbered_runs(source, name, None, None) for name in names)
     if protocol == "got10k":
         return "got10k" if nested or not (flat or flat_runs) else "pytracking"
     return "got10k" if nested and not flat else "pytracking"
+
+
+def detect_layout(results: str | os.PathLike, sequence_names: Sequence[str], protocol: str | None = None) -> str:
+    """Which layout a results folder/zip uses (``pytracking``, ``got10k`` or ``trackingnet``), for ``protocol``."""
+    return _detect_layout(_Source(_run_sources(Path(results), None)[0]), list(sequence_names), protocol)
 
 
 def load_results(
@@ -375,7 +403,7 @@ def load_results(
     names = list(sequence_names)
     sources = [_Source(path) for path in _run_sources(Path(results), runs)]
     if layout == "auto":
-        layout = detect_layout(results, names, protocol)
+        layout = _detect_layout(sources[0], names, protocol)
     multi_source = len(sources) > 1
     loaded: dict[str, SequenceResults] = {}
     for name in names:
@@ -385,7 +413,7 @@ def load_results(
                 relatives = _numbered_runs(source, name, name, None if multi_source else runs)
                 time_file = source.unique(f"{name}_time.txt", parent=name)
             elif layout == "trackingnet":
-                matches = [n for n in source.names if f"{name}.txt" in n]
+                matches = source.containing(f"{name}.txt")
                 relatives = [matches[0] if len(matches) == 1 else None]
                 time_file = None
             else:
