@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Track one object through a video with LoRAT.",
-        epilog="Boxes are pixels of the first frame; xywh = top-left corner, width, height.",
+        epilog="Boxes are pixels of the first frame; xywh = top-left corner, width, height. Write a box with a "
+        "negative coordinate as --box=-5,10,40,30.",
     )
     parser.add_argument("video", help="video file, folder of frames, webcam index (0) or stream URL (rtsp://...)")
     parser.add_argument(
@@ -82,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="xywh",
         help="format of --box and of the saved boxes (default xywh)",
     )
-    parser.add_argument("--model", help="tracker folder or Hub repo id (adapter folder or merged model)")
+    parser.add_argument(
+        "--model",
+        help="tracker folder or Hub repo id (adapter folder or merged model); required until the package ships its "
+        "demo tracker",
+    )
     parser.add_argument("--revision", help="Hub revision of --model")
     parser.add_argument("--output", type=Path, help="write the video with the box and score drawn (.mp4, .avi, ...)")
     parser.add_argument("--save-boxes", type=Path, help="write the per-frame boxes and scores (.csv or .json)")
@@ -234,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if args.quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     try:
         return run(args)
     except UsageError as error:
