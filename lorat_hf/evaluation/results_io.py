@@ -239,6 +239,7 @@ class _Source:
     def __init__(self, path: Path):
         self.path = path
         self.is_zip = path.is_file()
+        self._archive: zipfile.ZipFile | None = None
         if self.is_zip:
             if not zipfile.is_zipfile(path):
                 raise ResultFileError(f"{path} is a file but not a zip archive; pass a results folder or a .zip.")
@@ -283,9 +284,15 @@ class _Source:
 
     def read_text(self, relative: str) -> str:
         if self.is_zip:
-            with zipfile.ZipFile(self.path) as archive:
-                return archive.read(relative).decode("utf-8", errors="replace")
+            if self._archive is None:  # opened once, closed with the source
+                self._archive = zipfile.ZipFile(self.path)
+            return self._archive.read(relative).decode("utf-8", errors="replace")
         return (self.path / relative).read_text(encoding="utf-8", errors="replace")
+
+    def close(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None
 
     def describe(self, relative: str) -> str:
         return f"{self.path}!{relative}" if self.is_zip else str(self.path / relative)
@@ -404,6 +411,16 @@ def load_results(
     sources = [_Source(path) for path in _run_sources(Path(results), runs)]
     if layout == "auto":
         layout = _detect_layout(sources[0], names, protocol)
+    try:
+        return _read_sources(sources, names, layout, runs), layout
+    finally:
+        for source in sources:
+            source.close()
+
+
+def _read_sources(
+    sources: list[_Source], names: list[str], layout: str, runs: int | None
+) -> dict[str, SequenceResults]:
     multi_source = len(sources) > 1
     loaded: dict[str, SequenceResults] = {}
     for name in names:
@@ -427,7 +444,8 @@ def load_results(
             for relative in relatives:
                 if relative is None:
                     entry.predictions.append(None)
-                    entry.paths.append(str(source.path / name))
+                    expected = f"{name}/{name}_NNN.txt" if layout == "got10k" else f"{name}.txt"
+                    entry.paths.append(source.describe(expected))
                 else:
                     entry.predictions.append(parse_boxes(source.read_text(relative), source.describe(relative)))
                     entry.paths.append(source.describe(relative))
@@ -436,7 +454,7 @@ def load_results(
         if layout == "got10k" and all(p is None for p in entry.predictions):
             entry.predictions = []
         loaded[name] = entry
-    return loaded, layout
+    return loaded
 
 
 def pack_got10k_submission(
