@@ -85,8 +85,9 @@ CITATION = """@inproceedings{lin2024lorat,
   year      = {2024}
 }"""
 LICENSE_TEXT = (
-    "The LoRAT code and weights are released under Apache-2.0, and so are the DINOv2 weights. The training "
-    "benchmarks (LaSOT, GOT-10k, TrackingNet, COCO) have their own terms of use: check them before any commercial use."
+    "These weights are released under Apache-2.0, like the LoRAT code and the DINOv2 weights. The tracking "
+    "benchmarks used for training (LaSOT, GOT-10k, TrackingNet, COCO) have their own terms of use: check them before "
+    "any commercial use."
 )
 
 # What an assembled folder may hold (also passed to `upload_folder` as `allow_patterns`).

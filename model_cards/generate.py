@@ -13,6 +13,7 @@ cards equal this rendering.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from lorat_hf import LoraTrackerConfig
 from lorat_hf.configuration_lora_tracker import BACKBONES
-from lorat_hf.hub import CODE_URL, PAPER_URL, TrackingResult, build_model_card
+from lorat_hf.hub import CODE_URL, PAPER_URL, TrackingResult, build_model_card, count_tracker_parameters
 
 CARDS_DIR = Path(__file__).resolve().parent
 REPORTS_DIR = CARDS_DIR / "reports"  # reports/<card name>/*.json: lorat-eval reports measured on a converted checkpoint
@@ -176,6 +177,12 @@ At load time the adapter is applied to `{backbone}` from the Hub, while the offi
 whether the two hold bit-identical tensors has not been checked (see the review checklist in `model_cards/README.md`)."""
 
 
+@functools.cache
+def parameter_counts(variant: str) -> tuple[int, int]:
+    """`(total, trainable)` of a variant with the official LoRA (the main and GOT-10k models share them)."""
+    return count_tracker_parameters(LoraTrackerConfig.from_variant(variant))
+
+
 def measured_reports(checkpoint: OfficialCheckpoint) -> list[Path]:
     """lorat-eval reports measured on this converted checkpoint (`reports/<card name>/*.json`), sorted by name."""
     return sorted((REPORTS_DIR / checkpoint.name).glob("*.json"))
@@ -215,6 +222,7 @@ def render(checkpoint: OfficialCheckpoint, namespace: str = HUB_NAMESPACE) -> st
         base_model=config.backbone_name_or_path,
         repo_id=repo_id,
         adapter=True,
+        num_parameters=parameter_counts(checkpoint.variant),
         training=training_rows(checkpoint, config),
         eval_results=[reported.result() for reported in checkpoint.results] + reports,
         result_notes=notes,
