@@ -44,6 +44,7 @@ def run_case(name: str, batch_size: int, steps: int, warmup: int, gradient_check
 
     from lorat_hf import count_parameters
     from lorat_hf.training import build_tracker, create_optimizer, parse_train_args, tracker_config_from_args
+    from lorat_hf.training.builders import enable_activation_checkpointing
 
     rss_before_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # interpreter + torch + imports
     recipe, overrides, _ = CASES[name]
@@ -53,8 +54,7 @@ def run_case(name: str, batch_size: int, steps: int, warmup: int, gradient_check
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_tracker(tracker_config, config.peft).to(device).train()
     if gradient_checkpointing:
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model.get_base_model() if hasattr(model, "get_base_model") else model)
     optimizer = create_optimizer(
         model, config.training.learning_rate, config.training.weight_decay, layer_decay=config.peft.layer_decay
     )

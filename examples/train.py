@@ -47,7 +47,13 @@ import lorat_hf
 from lorat_hf import LoraTrackerImageProcessor, count_parameters
 from lorat_hf.data.pairs import EpochIndexSampler, TrackingPairDataset, collate_pairs
 from lorat_hf.training.arguments import DataArguments, TrainConfig, parse_dataset_entry, parse_train_args
-from lorat_hf.training.builders import BACKBONE_DIRNAME, build_tracker, ensure_random_backbone, tracker_config_from_args
+from lorat_hf.training.builders import (
+    BACKBONE_DIRNAME,
+    build_tracker,
+    enable_activation_checkpointing,
+    ensure_random_backbone,
+    tracker_config_from_args,
+)
 from lorat_hf.training.checkpointing import (
     CHECKPOINTS_DIRNAME,
     EXPORT_DIRNAME,
@@ -241,6 +247,18 @@ def check_output_dir(output_dir: Path, resuming: bool, overwrite: bool, accelera
     accelerator.wait_for_everyone()
 
 
+def check_trackers(report_to: str) -> None:
+    """accelerate silently drops a tracker whose package is missing: say so instead."""
+    import importlib.util
+
+    wanted = {"all": ("tensorboard", "wandb"), "none": ()}.get(report_to, (report_to,))
+    for name in wanted:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(
+                f"--report_to {report_to} needs the {name} package: pip install {name} (or pass --report_to none)."
+            )
+
+
 def check_gradient_accumulation(accelerator: Accelerator, requested: int) -> None:
     """Refuse a run whose accumulation was silently changed by the environment or a DeepSpeed config: the global
     batch (and so the official recipe) would no longer be what the recipe says."""
@@ -268,7 +286,7 @@ def effective_config(config: TrainConfig, accelerator: Accelerator, plan, schedu
         "accelerate": {
             "distributed_type": str(state.distributed_type),
             "num_processes": state.num_processes,
-            "num_machines": int(os.environ.get("ACCELERATE_NUM_MACHINES", "1") or 1),
+            "processes_per_machine": int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes)),
             "mixed_precision": str(state.mixed_precision),
             "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
             "device": str(accelerator.device),
@@ -329,6 +347,7 @@ def truncate_metrics(output_dir: Path, last_step: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     config = parse_train_args(argv)
     model_args, peft_args, data_args, training, hub = config.model, config.peft, config.data, config.training, config.hub
+    check_trackers(training.report_to)
     output_dir = Path(training.output_dir).resolve()
 
     accelerator = Accelerator(
@@ -386,8 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         cast_for_mixed_precision_(model, weight_dtype)
     if training.gradient_checkpointing:
-        enable = getattr(base_model, "activation_checkpointing_enable", None) or base_model.gradient_checkpointing_enable
-        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(base_model)
     total_params, trainable_params = count_parameters(model)
     logger.info(f"Parameters: {total_params:,} total, {trainable_params:,} trainable ({100 * trainable_params / total_params:.2f}%)")
 

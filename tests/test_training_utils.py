@@ -399,3 +399,42 @@ def test_validation_loss_is_the_mean_over_batches_and_keeps_training_mode():
         losses = [model(**b).loss.item() for b in batches]
     assert metrics["val_loss"] == pytest.approx(sum(losses) / 2, rel=1e-6)
     assert metrics["val_loss"] == pytest.approx(metrics["val_cls_loss"] + metrics["val_reg_loss"], rel=1e-6)
+
+
+def test_tracking_evaluation_scores_every_sequence_and_restores_state(tmp_path):
+    from data_factories import make_generic
+
+    from lorat_hf.data.sequences import load_sequences
+    from lorat_hf.training import evaluate_tracking
+
+    make_generic(tmp_path / "seqs", names=("a", "b"), num_frames=4, size_wh=(96, 72))
+    sequences = load_sequences("generic", tmp_path / "seqs", cache_dir=tmp_path / "cache")
+    torch.manual_seed(0)
+    model = add_adapters(LoraTrackerModel(tiny_config())).train()
+    processor = LoraTrackerImageProcessor.from_tracker_config(model.config)
+    torch.manual_seed(7)
+    metrics = evaluate_tracking(model, processor, sequences)
+    after = torch.rand(1)
+    torch.manual_seed(7)
+    assert torch.equal(after, torch.rand(1))  # no RNG consumed
+    assert model.training
+    assert metrics["track_num_sequences"] == 2
+    assert set(metrics) == {"track_success_auc", "track_precision", "track_normalized_precision", "track_num_sequences"}
+    assert all(0 <= metrics[key] <= 100 for key in metrics if key != "track_num_sequences")
+
+
+def test_activation_checkpointing_keeps_the_loss_and_gradients():
+    from lorat_hf.training.builders import enable_activation_checkpointing
+
+    labels = torch.tensor([[0.3, 0.3, 0.6, 0.7], [0.1, 0.2, 0.5, 0.4]])
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = add_adapters(LoraTrackerModel(tiny_config())).train()
+        if checkpointing:
+            enable_activation_checkpointing(model.get_base_model())
+            assert model.get_base_model().is_activation_checkpointing
+        model(**_inputs(), labels=labels).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-7)

@@ -8,8 +8,9 @@ A recipe is a YAML file with one section per group::
     training: {output_dir: outputs/B-224, num_train_epochs: 170}
     hub:      {push_to_hub: false}
 
-Every field is also a flat command-line flag (`--learning_rate 5e-5`, `--full_finetune`), and the command line wins
-over the recipe. Field names are unique across the groups. Dict-valued fields accept JSON on the command line
+A top-level `base: other.yaml` (relative to the recipe) is read first and the recipe's fields override it. Every field
+is also a flat command-line flag (`--learning_rate 5e-5`, `--full_finetune`), and the command line wins over the
+recipe. Field names are unique across the groups. Dict-valued fields accept JSON on the command line
 (`--dataset_roots '{"lasot": "/data/LaSOT"}'`). There is deliberately no token argument: log in with `hf auth login`
 or set `HF_TOKEN`.
 """

@@ -95,4 +95,18 @@ def build_tracker(
     return add_adapters(model, peft_args.peft_method)
 
 
-__all__ = ["BACKBONE_DIRNAME", "tracker_config_from_args", "ensure_random_backbone", "build_tracker"]
+def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each Dinov2 layer in backward (non-reentrant), on a `LoraTrackerModel` (unwrap peft first)."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+__all__ = [
+    "BACKBONE_DIRNAME",
+    "tracker_config_from_args",
+    "ensure_random_backbone",
+    "build_tracker",
+    "enable_activation_checkpointing",
+]

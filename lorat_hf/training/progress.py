@@ -9,8 +9,9 @@ Exact resume rests on three facts:
 * work that is not training (validation, tracking evaluation) runs inside `isolated_rng()`, so whether and when it
   runs never shifts the training RNG stream.
 
-With a constant global batch the global sample order also does not depend on the number of processes: step `k`
-consumes permutation positions `[k * G, (k + 1) * G)` however they are split over ranks and micro-batches.
+With a constant global batch the global sample order also does not depend on the number of processes: step `k` of an
+epoch consumes the samples at positions `[k * G, (k + 1) * G)` of that epoch however they are split over ranks and
+micro-batches (accelerate hands out per-process batches round-robin).
 """
 
 from __future__ import annotations
