@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`run_evaluation`, tiny random model (width 32, 2 layers), {runner_sequences} videos x {runner_frames} frames "
         "at 320x240 (after a warm-up run): frames/s of the tracking loop (JPEG decoding, crops, batched forwards, "
-        "atomic writes) and the whole call (plus model load, scoring, report, plots):",
+        "atomic writes) and the whole call (plus model load, scoring, report, plots). On a shared machine these "
+        "figures move several-fold with its load; the scoring and file figures barely do.",
         "",
         "| batch size | tracking loop, frames/s | whole call, s |",
         "|---|---|---|",
