@@ -103,6 +103,7 @@ class FakeHub:
         self._threads: list[threading.Thread] = []
         self._last_request = time.monotonic()
         self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
         self._connections: set = set()  # open client sockets, closed on stop() so kept-alive connections end too
 
     # ----- lifecycle -----
@@ -132,17 +133,19 @@ class FakeHub:
 
     def stop(self, keep=None) -> None:
         """Stop serving: close the listening socket and every open connection but `keep` (clients then get refused)."""
-        if self._server is not None and not self._stopped.is_set():
+        with self._stop_lock:
+            if self._server is None or self._stopped.is_set():
+                return
             self._stopped.set()
-            self._server.shutdown()
-            self._server.server_close()
-            with self._lock:
-                connections = [c for c in self._connections if c is not keep]
-            for connection in connections:
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            connections = [c for c in self._connections if c is not keep]
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _watchdog(self) -> None:
         while not self._stopped.wait(0.2):
@@ -201,8 +204,8 @@ class FakeHub:
                 raise KeyError(f"{repo_id} has no revision {revision!r}")
             return dict(repo.snapshots[sha])
 
-    def commit_messages(self, repo_id: str, branch: str = "main") -> list[str]:
-        """Titles of the commits that produced `branch`'s snapshots, in creation order (all branches' commits)."""
+    def commit_messages(self, repo_id: str) -> list[str]:
+        """Titles of every commit of a repo (all branches), oldest first."""
         with self._lock:
             return list(self.repos[repo_id].messages.values())
 
