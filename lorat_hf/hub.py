@@ -1037,11 +1037,16 @@ class PushResult:
     files: list[str]
     kind: str
     base_model: str
-    card: ModelCard
-    left_out: list[str]
+    card: ModelCard = field(repr=False)
+    left_out: list[str] = field(repr=False)
     commit_url: str | None = None
     commit_oid: str | None = None
     dry_run: bool = False
+
+    def __str__(self) -> str:
+        action = "would upload" if self.dry_run else "uploaded"
+        where = f" ({self.commit_url})" if self.commit_url else ""
+        return f"{self.repo_id}@{self.revision}: {action} {len(self.files)} files{where}"
 
 
 def _save_model(model: PeftModel | LoraTrackerModel, folder: Path) -> None:
