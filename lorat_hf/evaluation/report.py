@@ -60,18 +60,13 @@ _COLUMNS = {
 }
 _COLUMNS["ostrack"] = _COLUMNS["pytracking"]
 
-# the headline number of each plot, per protocol (used for legends and sorting)
-PLOT_SCORES = {
-    "success": {"got10k": "average_overlap", "trackingnet": "success"},
-    "precision": {},
-    "normalized_precision": {},
-}
-
 
 def plot_score_key(protocol: str, plot: str) -> str:
-    """The metric a plot's legend shows, e.g. ``success`` -> ``success_auc`` (``average_overlap`` for GOT-10k)."""
-    default = {"success": "success_auc", "precision": "precision", "normalized_precision": "normalized_precision"}
-    return PLOT_SCORES[plot].get(protocol, default[plot])
+    """The metric a plot's legend shows: ``success_auc`` for success plots (GOT-10k ``average_overlap``, TrackingNet
+    ``success``), else the plot's own name (``precision``, ``normalized_precision``)."""
+    if plot == "success":
+        return {"got10k": "average_overlap", "trackingnet": "success"}.get(protocol, "success_auc")
+    return plot
 
 
 def _clean(value: Any) -> Any:
