@@ -145,6 +145,14 @@ class TrackingPairDataset(torch.utils.data.Dataset):
         self.exact = bool(exact)
         self.max_reduction = int(max_reduction)
 
+    def __repr__(self) -> str:
+        names = ", ".join(f"{t.name} ({self.sampler.num_sequences(i)} seq, w={w:.3g})"
+                          for i, (t, w) in enumerate(zip(self.sampler.tables, self.sampler.weights)))
+        mode = "exact" if self.exact else "fast"
+        return (f"{type(self).__name__}([{names}], samples_per_epoch={len(self)}, seed={self.sampler.seed}, "
+                f"epoch={self.epoch}, crops={mode}, augmentation={'on' if self.augmentation else 'off'}"
+                f"{', validation' if self.sampler.validation else ''})")
+
     # ----- epochs and state -----
     def __len__(self) -> int:
         return self.sampler.samples_per_epoch
@@ -179,13 +187,12 @@ class TrackingPairDataset(torch.utils.data.Dataset):
     def get_pair(self, index: int, epoch: int | None = None) -> TrainingPair:
         """Sample, crop and augment training pair `index` of `epoch` (default: the current epoch)."""
         rng = self.sampler.generator(index, epoch)
-        attempts = 0
-        for pair in self.sampler.candidate_pairs(index, rng, epoch):
-            attempts += 1
+        # candidate_pairs raises a RuntimeError naming the data when it runs out of draws
+        for attempts, pair in enumerate(self.sampler.candidate_pairs(index, rng, epoch), start=1):
             result = self._crop_pair(pair, rng, attempts)
             if result is not None:
                 return result
-        raise AssertionError("unreachable: candidate_pairs raises when it runs out")
+        raise RuntimeError(f"The pair sampler stopped without a usable pair for sample {index}.")
 
     def _crop_pair(self, pair: SampledPair, rng: np.random.Generator, attempts: int) -> TrainingPair | None:
         processor = self.image_processor
