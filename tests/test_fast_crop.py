@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from lorat_hf.cropping import (
     crop_box_to_image,
@@ -16,6 +17,15 @@ from lorat_hf.cropping import (
 )
 from lorat_hf.data.fast_crop import DecodedFrame, decode_frame, decode_reduction, fast_crop, is_jpeg
 from lorat_hf.data.sequences import read_frame
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_torch_thread():
+    """Crops and tiny forwards are far too small for intra-op threads; under `pytest -n 2` they only oversubscribe."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def natural_image(seed: int, width: int, height: int) -> np.ndarray:

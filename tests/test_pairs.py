@@ -39,6 +39,15 @@ from lorat_hf.modeling_lora_tracker import template_token_type_ids_from_boxes
 WIDTH, HEIGHT = 320, 240
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_torch_thread():
+    """Crops and tiny forwards are far too small for intra-op threads; under `pytest -n 2` they only oversubscribe."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _background(rng: np.random.Generator) -> np.ndarray:
     coarse = rng.uniform(40, 215, (HEIGHT // 16, WIDTH // 16, 3)).astype(np.float32)
     return cv2.resize(coarse, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
