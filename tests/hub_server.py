@@ -174,6 +174,7 @@ class FakeHub:
             NO_PROXY="127.0.0.1,localhost",
             no_proxy="127.0.0.1,localhost",
             PYTHONUNBUFFERED="1",
+            OMP_NUM_THREADS="1",  # tiny models: one thread avoids oversubscribing the cores pytest-xdist already uses
         )
         if token is not None:
             env["HF_TOKEN"] = token
