@@ -163,6 +163,22 @@ def test_labels_follow_the_official_label_rules(sequences, processor):
         assert np.all((item["labels"].numpy() >= 0) & (item["labels"].numpy() <= 1))
 
 
+def test_378_geometry_uses_its_sizes_and_context(sequences):
+    from lorat_hf import LoraTrackerConfig
+
+    processor = LoraTrackerImageProcessor.from_tracker_config(LoraTrackerConfig.from_variant("B-378"))
+    dataset = make_dataset(sequences, processor, augmentation=False, scale_jitter=0.0, translation_jitter=0.0)
+    sample = dataset.get_pair(0)
+    item = dataset.to_model_inputs(sample)
+    assert item["template_pixel_values"].shape == (3, 196, 196) and item["search_pixel_values"].shape == (3, 378, 378)
+    assert item["template_token_type_ids"].shape == (14, 14) and item["positive_mask"].shape == (27, 27)
+    # without jitter the search crop is the context-5 SiamFC crop
+    box = sample.search_frame_box
+    side = np.sqrt(378 * 378 / sample.search_params[0].prod())
+    context = 4.0 * np.mean(box[2:] - box[:2])  # (f - 1) (w + h) / 2 with f = 5
+    assert abs(side - np.sqrt(np.prod(box[2:] - box[:2] + context))) < 0.02 * side
+
+
 # ----- determinism -----
 def test_same_seed_epoch_and_index_give_identical_tensors(sequences, processor):
     first, second = make_dataset(sequences, processor, seed=3), make_dataset(sequences, processor, seed=3)
