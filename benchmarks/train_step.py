@@ -139,8 +139,8 @@ def estimate_memory(variant: str, full_finetune: bool, per_gpu_batch: int, strat
     import torch
 
     from lorat_hf import count_parameters
-    from lorat_hf.training import PeftArguments, build_tracker
     from lorat_hf.configuration_lora_tracker import LoraTrackerConfig
+    from lorat_hf.training import PeftArguments, build_tracker
 
     config = LoraTrackerConfig.from_variant(variant)
     peft = PeftArguments(full_finetune=full_finetune, layer_decay=0.8 if full_finetune else None)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import OFFICIAL, tiny_config
 from safetensors.torch import load_file
 
-from conftest import OFFICIAL, tiny_config
 from lorat_hf import LoraTrackerModel
 from lorat_hf.boxes import box_iou_and_giou, clip_boxes_to_image
 from lorat_hf.loss_lora_tracker import (

@@ -10,8 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from lorat_hf import LoraTrackerModel, add_adapters, load_tracker_model
 from lorat_hf.image_processing_lora_tracker import LoraTrackerImageProcessor
 from lorat_hf.training import (
@@ -36,7 +36,7 @@ from lorat_hf.training import (
     weight_dtype_for,
     write_json_atomic,
 )
-from lorat_hf.training.checkpointing import COMPLETE_MARKER_NAME, checkpoint_dir
+from lorat_hf.training.checkpointing import checkpoint_dir
 
 
 def _inputs(batch=2, seed=1):
@@ -163,7 +163,7 @@ def test_warmup_cosine_schedule_values():
     assert lr[5] == pytest.approx(start + 5 * (base - start) / warm)
     assert lr[warm] == pytest.approx(base)
     assert lr[warm + total // 2] == pytest.approx((base + floor) / 2)
-    assert all(a >= b for a, b in zip(lr[warm:], lr[warm + 1 :]))
+    assert all(a >= b for a, b in zip(lr[warm:], lr[warm + 1 :], strict=False))
     assert lr[warm + total - 1] > floor and lr[-1] == floor
 
 
@@ -298,7 +298,7 @@ def test_trainable_weights_round_trip_and_refuse_another_configuration(tmp_path)
     torch.manual_seed(1)
     fresh = add_adapters(LoraTrackerModel(tiny_config()))
     load_trainable_weights(fresh, path)
-    for (name, a), (_, b) in zip(trained.named_parameters(), fresh.named_parameters()):
+    for (name, a), (_, b) in zip(trained.named_parameters(), fresh.named_parameters(), strict=True):
         if a.requires_grad:
             assert torch.equal(a, b), name
     other_rank = add_adapters(LoraTrackerModel(tiny_config(lora_r=8)))

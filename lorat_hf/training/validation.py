@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -100,12 +101,12 @@ def evaluate_tracking(
                     autocast_dtype=autocast_dtype,
                     max_batch_size=max_batch_size,
                 )
-                for i, result in zip(active, results):
+                for i, result in zip(active, results, strict=True):
                     predictions[i][frame_index] = result.box_xyxy
     finally:
         model.train(was_training)
     scored = []
-    for track, boxes in zip(tracks, predictions):
+    for track, boxes in zip(tracks, predictions, strict=True):
         xywh = boxes.copy()
         xywh[:, 2:] -= xywh[:, :2]
         xywh[:, :2] += track.coordinate_offset  # results are written in the benchmark's own convention
