@@ -33,34 +33,41 @@ def horizontal_flip(image: np.ndarray, box_xyxy: np.ndarray) -> tuple[np.ndarray
     width = image.shape[1]
     box = np.asarray(box_xyxy, dtype=np.float64)
     flipped = np.array((width - box[2], box[1], width - box[0], box[3]))
-    return np.ascontiguousarray(image[:, ::-1]), flipped
+    return cv2.flip(np.ascontiguousarray(image), 1), flipped
 
 
 # ----- colour jitter (torchvision functional semantics, 0..255 floats) -----
+def _float_image(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def _affine_colour(image: np.ndarray, matrix: np.ndarray, offset: float = 0.0) -> np.ndarray:
+    """`clip(image @ matrix.T + offset)` per pixel in one OpenCV pass (`cv2.transform`), float32."""
+    affine = np.concatenate((matrix, np.full((3, 1), offset)), axis=1).astype(np.float32)
+    out = cv2.transform(_float_image(image), affine)
+    return np.clip(out, 0.0, _MAX_VALUE, out=out)
+
+
 def rgb_to_grayscale(image: np.ndarray) -> np.ndarray:
     """`(H, W, 3)` float RGB -> `(H, W)` float32 luma with torchvision's weights (not rounded)."""
-    return np.asarray(image, dtype=np.float32) @ GRAYSCALE_WEIGHTS
-
-
-def _blend(image: np.ndarray, other: np.ndarray | float, ratio: float) -> np.ndarray:
-    out = image * np.float32(ratio)
-    out += np.float32(1.0 - ratio) * other
-    return np.clip(out, 0.0, _MAX_VALUE, out=out)
+    return cv2.transform(_float_image(image), GRAYSCALE_WEIGHTS[None])
 
 
 def adjust_brightness(image: np.ndarray, factor: float) -> np.ndarray:
     """Blend with black: `clip(factor * image)`."""
-    return _blend(image, 0.0, factor)
+    return _affine_colour(image, factor * np.eye(3))
 
 
 def adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
-    """Blend with the mean of the grayscale image."""
-    return _blend(image, float(rgb_to_grayscale(image).mean(dtype=np.float64)), factor)
+    """Blend with the mean of the grayscale image: `clip(factor * image + (1 - factor) * mean)`."""
+    image = _float_image(image)
+    mean = float(np.dot(cv2.mean(image)[:3], GRAYSCALE_WEIGHTS))  # = mean of the luma image (linear)
+    return _affine_colour(image, factor * np.eye(3), (1.0 - factor) * mean)
 
 
 def adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
-    """Blend with the grayscale image."""
-    return _blend(image, rgb_to_grayscale(image)[..., None], factor)
+    """Blend with the grayscale image: `clip(factor * image + (1 - factor) * luma)`."""
+    return _affine_colour(image, factor * np.eye(3) + (1.0 - factor) * np.outer(np.ones(3), GRAYSCALE_WEIGHTS))
 
 
 def _factor_range(strength: float, name: str) -> tuple[float, float] | None:
@@ -120,7 +127,8 @@ def grayscale_uint8(image: np.ndarray) -> np.ndarray:
 
 def solarize_uint8(image: np.ndarray, threshold: int = 128) -> np.ndarray:
     """Invert every value >= `threshold` (`v -> 255 - v`)."""
-    return np.where(image >= threshold, 255 - image, image).astype(np.uint8)
+    values = np.arange(256)
+    return cv2.LUT(image, np.where(values >= threshold, 255 - values, values).astype(np.uint8))
 
 
 def gaussian_blur_uint8(image: np.ndarray, sigma: float) -> np.ndarray:

@@ -150,17 +150,19 @@ def fast_crop(
     input_roi, output_roi = pixel_aligned_rois(decoded_params, frame.size_wh, (out_w, out_h))
     padding = frame.mean_rgb if padding_color is None else torch.as_tensor(padding_color, dtype=torch.float32).reshape(3)
 
-    canvas = np.empty((out_h, out_w, 3), dtype=np.float32)
     ix1, iy1, ix2, iy2 = (int(v) for v in input_roi)
     ox1, oy1, ox2, oy2 = (int(v) for v in output_roi)
     if ox1 < ox2 and oy1 < oy2 and ix1 < ix2 and iy1 < iy2:
-        if (ox1, oy1, ox2, oy2) != (0, 0, out_w, out_h):
-            canvas[...] = padding.numpy()
         region = frame.bgr[iy1:iy2, ix1:ix2]
         if (ix2 - ix1, iy2 - iy1) != (ox2 - ox1, oy2 - oy1):
             region = cv2.resize(region, (ox2 - ox1, oy2 - oy1), interpolation=cv2.INTER_LINEAR)
-        canvas[oy1:oy2, ox1:ox2] = region[..., ::-1]
+        canvas = cv2.cvtColor(region, cv2.COLOR_BGR2RGB).astype(np.float32)
+        if (ox1, oy1, ox2, oy2) != (0, 0, out_w, out_h):
+            canvas = cv2.copyMakeBorder(
+                canvas, oy1, out_h - oy2, ox1, out_w - ox2, cv2.BORDER_CONSTANT, value=padding.tolist()
+            )
     else:
+        canvas = np.empty((out_h, out_w, 3), dtype=np.float32)
         canvas[...] = padding.numpy()
     realised = adjusted_params(input_roi, output_roi)
     realised[0] /= reduction
