@@ -10,7 +10,7 @@ Generates 1280x720 JPEG synthetic sequences once (`lorat_hf.data.synthetic`, reu
 
 Prints a table and writes it into `benchmarks/RESULTS.md` (its own section, replaced on every run).
 
-    python benchmarks/data_pipeline.py                      # defaults: 6 sequences x 60 frames, 768 pairs per run
+    python benchmarks/data_pipeline.py     # defaults: 6 sequences x 60 frames, 768 pairs per run, 3 repeats
     python benchmarks/data_pipeline.py --samples 256 --no-write
 """
 
@@ -37,20 +37,24 @@ from lorat_hf.data.sequences import read_frame
 from lorat_hf.data.synthetic import SyntheticVideoConfig, synthetic_sequences_dataset
 
 logger = logging.getLogger("data_pipeline")
-SECTION_START = "<!-- data_pipeline:start -->"
-SECTION_END = "<!-- data_pipeline:end -->"
+SECTION_START = "<!-- BEGIN data_pipeline -->"
+SECTION_END = "<!-- END data_pipeline -->"
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "lorat_hf", "bench_pairs"),
-                        help="where the synthetic JPEG sequences are written (reused when present)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.path.join(os.path.expanduser("~"), ".cache", "lorat_hf", "bench_pairs"),
+        help="where the synthetic JPEG sequences are written (reused when present)",
+    )
     parser.add_argument("--num-sequences", type=int, default=6)
     parser.add_argument("--num-frames", type=int, default=60)
     parser.add_argument("--samples", type=int, default=768, help="training pairs per throughput run")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--parity-crops", type=int, default=200, help="crops compared fast vs exact")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per configuration; the median is reported")
     parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     parser.add_argument("--no-write", action="store_true", help="print only, do not touch RESULTS.md")
     return parser.parse_args()
@@ -67,8 +71,10 @@ def crop_parity(sequences, processor: LoraTrackerImageProcessor, count: int, see
         frame = int(rng.choice(np.flatnonzero(track.valid)))
         box = track.boxes_xyxy[frame]
         if rng.random() < 0.5:
-            params, size = siamfc_crop_params(box, processor.template_area_factor, processor.template_size_wh), \
-                processor.template_size_wh
+            params, size = (
+                siamfc_crop_params(box, processor.template_area_factor, processor.template_size_wh),
+                processor.template_size_wh,
+            )
         else:
             size = processor.search_size_wh
             params, _ = jittered_crop_params(box, processor.search_area_factor, size, 0.25, 3.0, rng)
@@ -147,18 +153,23 @@ def main() -> None:
             Path(frame).read_bytes()
 
     load_start = os.getloadavg()[0]
-    rates: dict[tuple[str, int], float] = {}
-    for mode in ("exact", "fast"):
-        dataset = TrackingPairDataset(sequences, processor, samples_per_epoch=args.samples, seed=0, exact=(mode == "exact"))
-        rates[mode, 0] = cpu_throughput(dataset, min(args.samples - 1, 256))
-        logger.info("%s path, per CPU-second: %.1f pairs", mode, rates[mode, 0])
-    for workers in args.workers:
+    samples: dict[tuple[str, int], list[float]] = {}
+    for repeat in range(args.repeats):  # interleaved, so that load changes hit both paths alike
         for mode in ("exact", "fast"):
             dataset = TrackingPairDataset(
-                sequences, processor, samples_per_epoch=args.samples, seed=0, exact=(mode == "exact")
+                sequences, processor, samples_per_epoch=args.samples, seed=repeat, exact=(mode == "exact")
             )
-            rates[mode, workers] = throughput(dataset, args.batch_size, workers, f"{mode}, {workers} workers")
-            logger.info("%s path, %d worker(s): %.1f pairs/s", mode, workers, rates[mode, workers])
+            samples.setdefault((mode, 0), []).append(cpu_throughput(dataset, min(args.samples - 1, 256)))
+            for workers in args.workers:
+                label = f"{mode}, {workers} worker(s), run {repeat + 1}/{args.repeats}"
+                samples.setdefault((mode, workers), []).append(throughput(dataset, args.batch_size, workers, label))
+            logger.info(
+                "run %d, %s path: %s",
+                repeat + 1,
+                mode,
+                {k[1]: round(v[-1], 1) for k, v in samples.items() if k[0] == mode},
+            )
+    rates = {key: float(np.median(values)) for key, values in samples.items()}
 
     rows = [
         f"| {workers} DataLoader worker(s), pairs/s (wall clock) | {rates['exact', workers]:.1f} | "
@@ -177,8 +188,9 @@ def main() -> None:
             f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}.",
             f"Data: {args.num_sequences} synthetic 1280x720 JPEG sequences (quality 90) x {args.num_frames} frames "
             f"(page cache warm; 1-min load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
-            f"end: CPU-second figures are robust to other load, wall-clock ones are not). B-224 geometry (template 112 px, search 224 px), official sampling, jitter and "
-            f"augmentations; {args.samples} pairs per run, batch {args.batch_size}, first batch excluded.",
+            f"end: CPU-second figures are robust to other load, wall-clock ones are not). B-224 geometry "
+            f"(template 112 px, search 224 px), official sampling, jitter and augmentations; {args.samples} pairs "
+            f"per run, batch {args.batch_size}, first batch excluded; median of {args.repeats} interleaved runs.",
             "Baseline (`exact=True`): full-frame decode, then the official cropper (`lorat_hf.cropping.crop_image`). "
             "Fast (default): reduced-size JPEG decode when the crop shrinks the frame >= 2x, ROI-only cv2 resize.",
             "",

@@ -37,8 +37,13 @@ def natural_image(seed: int, width: int, height: int) -> np.ndarray:
         image += amplitude * cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     for _ in range(8):
         corners = rng.integers(0, (width, height), size=(2, 2))
-        cv2.rectangle(image, tuple(map(int, corners[0])), tuple(map(int, corners[1])),
-                      tuple(float(v) for v in rng.uniform(0, 255, 3)), -1)
+        cv2.rectangle(
+            image,
+            tuple(map(int, corners[0])),
+            tuple(map(int, corners[1])),
+            tuple(float(v) for v in rng.uniform(0, 255, 3)),
+            -1,
+        )
     image = cv2.GaussianBlur(image, (0, 0), 0.8) + rng.normal(0, 2, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 
@@ -115,7 +120,9 @@ def test_reduced_decode_stays_close_to_the_exact_crop(tmp_path, seed):
         differences.append(float((fast.image - exact.image).abs().mean()))
         reductions.append(reduction)
         if reduction > 1:
-            area = cv2.resize(full_bgr, (-(-width // reduction), -(-height // reduction)), interpolation=cv2.INTER_AREA)
+            area = cv2.resize(
+                full_bgr, (-(-width // reduction), -(-height // reduction)), interpolation=cv2.INTER_AREA
+            )
             box_filtered = fast_crop(DecodedFrame(area, reduction, path), params, size)
             assert float((fast.image - box_filtered.image).abs().mean()) < 1.0
     assert max(reductions) >= 4 and min(reductions) == 1  # the draws exercise every regime
@@ -130,7 +137,11 @@ def test_returned_params_describe_the_pixels_produced(tmp_path):
     target = np.array([611.0, 283.0, 803.0, 411.0])
     image[283:411, 611:803] = 230
     path = write_rgb(tmp_path / "frame.jpg", image, quality=95)
-    for box, factor, size in ((target, 4.0, (224, 224)), (target, 2.0, (112, 112)), ([500.0, 200, 900, 500], 8.0, (112, 96))):
+    for box, factor, size in (
+        (target, 4.0, (224, 224)),
+        (target, 2.0, (112, 112)),
+        ([500.0, 200, 900, 500], 8.0, (112, 96)),
+    ):
         params = siamfc_crop_params(np.asarray(box), factor, size)
         reduction = decode_reduction(params)
         result = fast_crop(decode_frame(path, reduction, (width, height)), params, size)

@@ -8,8 +8,8 @@ import datasets
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from lorat_hf import LoraTrackerImageProcessor, LoraTrackerModel
 from lorat_hf.cropping import crop_image, jittered_crop_params, siamfc_crop_params
 from lorat_hf.data.augmentation import (
@@ -98,9 +98,13 @@ def sequences(tmp_path_factory) -> list[datasets.Dataset]:
     image[150:210, 200:300] = (30, 30, 250)
     path = str(folder / "coco_000001.jpg")
     cv2.imwrite(path, image.astype(np.uint8)[..., ::-1])
-    objects = [_row("coco", f"1_{k}", [path], [box]) for k, box in enumerate(([30.0, 40, 150, 120], [200.0, 150, 300, 210]))]
-    return [datasets.Dataset.from_list(videos, features=SEQUENCE_FEATURES),
-            datasets.Dataset.from_list(objects, features=SEQUENCE_FEATURES)]
+    objects = [
+        _row("coco", f"1_{k}", [path], [box]) for k, box in enumerate(([30.0, 40, 150, 120], [200.0, 150, 300, 210]))
+    ]
+    return [
+        datasets.Dataset.from_list(videos, features=SEQUENCE_FEATURES),
+        datasets.Dataset.from_list(objects, features=SEQUENCE_FEATURES),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +156,9 @@ def test_labels_follow_the_official_label_rules(sequences, processor):
     for index in range(40):
         sample = dataset.get_pair(index)
         item = dataset.to_model_inputs(sample)
-        assert np.array_equal(item["positive_mask"].numpy(), positive_cells_from_box(sample.search_box, (112, 112), (8, 8)))
+        assert np.array_equal(
+            item["positive_mask"].numpy(), positive_cells_from_box(sample.search_box, (112, 112), (8, 8))
+        )
         assert np.array_equal(item["labels"].numpy(), normalized_target_box(sample.search_box, (112, 112)))
         expected_types = template_token_type_ids_from_boxes(sample.template_box[None], (4, 4), 14)[0]
         assert torch.equal(item["template_token_type_ids"], expected_types)
@@ -205,7 +211,7 @@ def test_dataloader_batches_do_not_depend_on_worker_count(sequences, processor):
         expected = list(single)
         received = list(parallel)
         assert len(expected) == len(received) == 4
-        for a, b in zip(expected, received):
+        for a, b in zip(expected, received, strict=True):
             assert_items_equal(a, b)
         epochs.append(expected)
     assert not torch.equal(epochs[0][0]["search_pixel_values"], epochs[1][0]["search_pixel_values"])
@@ -243,8 +249,11 @@ def test_exact_mode_reproduces_the_official_cropper(sequences, processor):
         boxes = table.track(pair.row).boxes_xyxy
         search_params, success = jittered_crop_params(boxes[pair.search_frame], 4.0, (112, 112), 0.25, 3.0, rng)
         assert success
-        template = crop_image(read_frame(table.frame_path(pair.row, pair.template_frame)),
-                              siamfc_crop_params(boxes[pair.template_frame], 2.0, (56, 56)), (56, 56))
+        template = crop_image(
+            read_frame(table.frame_path(pair.row, pair.template_frame)),
+            siamfc_crop_params(boxes[pair.template_frame], 2.0, (56, 56)),
+            (56, 56),
+        )
         search = crop_image(read_frame(table.frame_path(pair.row, pair.search_frame)), search_params, (112, 112))
         assert np.array_equal(sample.template_image, template.image.permute(1, 2, 0).numpy())
         assert np.array_equal(sample.search_image, search.image.permute(1, 2, 0).numpy())
@@ -261,7 +270,10 @@ def test_fast_mode_matches_exact_geometry_and_stays_close_in_pixels(sequences, p
         # the fast path aligns ROIs on the reduced grid: boxes agree to a fraction of a crop pixel
         assert np.abs(a.search_box - b.search_box).max() < 1.0
         assert np.abs(a.template_box - b.template_box).max() < 1.0
-        differences += [np.abs(a.search_image - b.search_image).mean(), np.abs(a.template_image - b.template_image).mean()]
+        differences += [
+            np.abs(a.search_image - b.search_image).mean(),
+            np.abs(a.template_image - b.template_image).mean(),
+        ]
     assert np.mean(differences) < 2.0 and max(differences) < 6.0  # see test_fast_crop for the bound
 
 
@@ -303,10 +315,14 @@ def test_flip_moves_the_image_the_box_and_the_token_types(sequences, processor):
         assert b.augmentation.template_flipped and b.augmentation.search_flipped
         assert np.array_equal(b.template_image, a.template_image[:, ::-1])
         assert np.array_equal(b.search_image, a.search_image[:, ::-1])
-        assert np.allclose(b.search_box, [112 - a.search_box[2], a.search_box[1], 112 - a.search_box[0], a.search_box[3]])
+        assert np.allclose(
+            b.search_box, [112 - a.search_box[2], a.search_box[1], 112 - a.search_box[0], a.search_box[3]]
+        )
         token_types = flipped.to_model_inputs(b)["template_token_type_ids"]
         expected = template_token_type_ids_from_boxes(
-            np.array([[56 - a.template_box[2], a.template_box[1], 56 - a.template_box[0], a.template_box[3]]]), (4, 4), 14
+            np.array([[56 - a.template_box[2], a.template_box[1], 56 - a.template_box[0], a.template_box[3]]]),
+            (4, 4),
+            14,
         )[0]
         assert torch.equal(token_types, expected)
 

@@ -50,7 +50,9 @@ def test_frame_pairs_respect_gap_visibility_and_distinct_frames():
 
 def test_frame_pairs_cover_the_whole_window_in_both_directions():
     rng = np.random.default_rng(1)
-    gaps = {search - template for template, search in (sample_frame_pair(np.ones(50, bool), 3, rng) for _ in range(600))}
+    gaps = {
+        search - template for template, search in (sample_frame_pair(np.ones(50, bool), 3, rng) for _ in range(600))
+    }
     assert gaps == {-3, -2, -1, 1, 2, 3}
 
 
@@ -81,11 +83,14 @@ def test_official_same_frame_fallback():
 
 # ----- schedule and weights -----
 def test_epoch_quotas_follow_weights_exactly():
-    sampler = TrackingPairSampler([toy_dataset(5), toy_dataset(3, dataset="b")], weights=[3, 1], samples_per_epoch=1001)
+    sampler = TrackingPairSampler(
+        [toy_dataset(5), toy_dataset(3, dataset="b")], weights=[3, 1], samples_per_epoch=1001
+    )
     sources, _ = sampler.schedule()
     assert np.bincount(sources).tolist() == [750, 251]  # floor(w * n), the last dataset takes the remainder
-    equal = TrackingPairSampler([toy_dataset(5), toy_dataset(3, dataset="b"), toy_dataset(2, dataset="c")],
-                                samples_per_epoch=12)
+    equal = TrackingPairSampler(
+        [toy_dataset(5), toy_dataset(3, dataset="b"), toy_dataset(2, dataset="c")], samples_per_epoch=12
+    )
     assert np.bincount(equal.schedule()[0]).tolist() == [4, 4, 4]  # 1:1:1 by default
 
 
@@ -96,8 +101,10 @@ def test_sequences_cycle_without_replacement_within_an_epoch():
         used = np.bincount(sequences[sources == source], minlength=count)
         assert used.max() - used.min() <= 1 and used.sum() == 20  # every sequence before any repeats
     assert not np.array_equal(sampler.schedule(epoch=1)[1], sequences)  # reshuffled every epoch
-    assert np.array_equal(TrackingPairSampler([toy_dataset(7), toy_dataset(4, dataset="b")],
-                                              samples_per_epoch=40).schedule(epoch=0)[1], sequences)
+    assert np.array_equal(
+        TrackingPairSampler([toy_dataset(7), toy_dataset(4, dataset="b")], samples_per_epoch=40).schedule(epoch=0)[1],
+        sequences,
+    )
 
 
 def test_replacement_draws_follow_dataset_weights():
@@ -159,8 +166,13 @@ def test_pairs_respect_gap_and_visibility_through_the_sampler():
 
 
 def test_sequences_without_a_pair_are_replaced():
-    table = make_table([make_row("empty", [False] * 20), make_row("lonely", [False] * 5 + [True] + [False] * 5),
-                        make_row("good", [True] * 20)])
+    table = make_table(
+        [
+            make_row("empty", [False] * 20),
+            make_row("lonely", [False] * 5 + [True] + [False] * 5),
+            make_row("good", [True] * 20),
+        ]
+    )
     sampler = TrackingPairSampler(table, samples_per_epoch=30)
     assert {sampler.sample(i).row for i in range(30)} == {2}
     unusable = TrackingPairSampler(make_table([make_row("empty", [False] * 20)]), samples_per_epoch=2)

@@ -148,7 +148,9 @@ def fast_crop(
     decoded_params[0] *= reduction
     out_w, out_h = int(output_wh[0]), int(output_wh[1])
     input_roi, output_roi = pixel_aligned_rois(decoded_params, frame.size_wh, (out_w, out_h))
-    padding = frame.mean_rgb if padding_color is None else torch.as_tensor(padding_color, dtype=torch.float32).reshape(3)
+    padding = (
+        frame.mean_rgb if padding_color is None else torch.as_tensor(padding_color, dtype=torch.float32).reshape(3)
+    )
 
     ix1, iy1, ix2, iy2 = (int(v) for v in input_roi)
     ox1, oy1, ox2, oy2 = (int(v) for v in output_roi)

@@ -146,12 +146,16 @@ class TrackingPairDataset(torch.utils.data.Dataset):
         self.max_reduction = int(max_reduction)
 
     def __repr__(self) -> str:
-        names = ", ".join(f"{t.name} ({self.sampler.num_sequences(i)} seq, w={w:.3g})"
-                          for i, (t, w) in enumerate(zip(self.sampler.tables, self.sampler.weights)))
+        names = ", ".join(
+            f"{t.name} ({self.sampler.num_sequences(i)} seq, w={w:.3g})"
+            for i, (t, w) in enumerate(zip(self.sampler.tables, self.sampler.weights, strict=True))
+        )
         mode = "exact" if self.exact else "fast"
-        return (f"{type(self).__name__}([{names}], samples_per_epoch={len(self)}, seed={self.sampler.seed}, "
-                f"epoch={self.epoch}, crops={mode}, augmentation={'on' if self.augmentation else 'off'}"
-                f"{', validation' if self.sampler.validation else ''})")
+        return (
+            f"{type(self).__name__}([{names}], samples_per_epoch={len(self)}, seed={self.sampler.seed}, "
+            f"epoch={self.epoch}, crops={mode}, augmentation={'on' if self.augmentation else 'off'}"
+            f"{', validation' if self.sampler.validation else ''})"
+        )
 
     # ----- epochs and state -----
     def __len__(self) -> int:
@@ -214,8 +218,10 @@ class TrackingPairDataset(torch.utils.data.Dataset):
         if not success:
             return None
         template_path = table.frame_path(pair.row, pair.template_frame)
-        search_path = template_path if pair.search_frame == pair.template_frame else table.frame_path(
-            pair.row, pair.search_frame
+        search_path = (
+            template_path
+            if pair.search_frame == pair.template_frame
+            else table.frame_path(pair.row, pair.search_frame)
         )
         template_crop, search_crop = self._crop(
             template_path, search_path, template_params, search_params, track.image_wh
@@ -390,7 +396,7 @@ def build_train_dataloader(
 __all__ = [
     "MODEL_INPUT_KEYS",
     "EpochIndexSampler",
-    "TrackingPair",
+    "TrainingPair",
     "TrackingPairDataset",
     "build_train_dataloader",
     "collate_pairs",

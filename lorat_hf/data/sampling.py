@@ -13,7 +13,7 @@ The official recipe (LoRAT `config/LoRAT/run.yaml`, `trackit/data/sampling/per_s
   by weight, then a uniformly random sequence (the official fallback path).
 
 Every random draw comes from numpy's PCG64 seeded by `(seed, epoch, sample index)`, so any process can compute any
-sample with no shared mutable RNG: a resumed run draws the same pairs and the DataLoader's worker count does not matter.
+sample with no shared mutable RNG: a resumed run draws the same pairs, whatever the DataLoader worker count.
 
 Sequences come as `datasets.Dataset`s in the `lorat_hf.data.sequences` schema (one row per sequence, or per track for
 COCO): `frame_paths`, `boxes_xyxy` (continuous 0-based, NaN where unknown), `visible`, `image_width`, `image_height`,
@@ -123,8 +123,9 @@ class SequenceTable:
     def _column(self, name: str) -> pa.ChunkedArray:
         if self._columns is None:
             table = self.sequences.data.table
-            self._columns = {column: table.column(column) for column in (*REQUIRED_COLUMNS, "name")
-                             if column in table.column_names}
+            self._columns = {
+                column: table.column(column) for column in (*REQUIRED_COLUMNS, "name") if column in table.column_names
+            }
         return self._columns[name]
 
     def _to_logical(self, values: np.ndarray) -> np.ndarray:
@@ -329,7 +330,9 @@ class TrackingPairSampler:
                     "rebuild the dataset with the same data and options to continue the same sample stream."
                 )
         if "weights" in state and not np.allclose(state["weights"], current["weights"]):
-            raise ValueError(f"Cannot resume: saved dataset weights {state['weights']} differ from {current['weights']}.")
+            raise ValueError(
+                f"Cannot resume: saved dataset weights {state['weights']} differ from {current['weights']}."
+            )
         self.set_epoch(state["epoch"])
 
     # ----- schedule -----
@@ -342,7 +345,9 @@ class TrackingPairSampler:
         cached = self._schedule_cache.get(epoch)
         if cached is not None:
             return cached
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=(_SCHEDULE_STREAM, epoch))))
+        rng = np.random.Generator(
+            np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=(_SCHEDULE_STREAM, epoch)))
+        )
         sources, sequences = [], []
         for source, quota in enumerate(self.quotas):
             count = self.num_sequences(source)
