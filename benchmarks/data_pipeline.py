@@ -200,7 +200,11 @@ def main() -> None:
             "",
             f"Fast vs exact crop pixels over {args.parity_crops} random template/search crops: mean |diff| "
             f"{parity['mean']:.2f} grey levels (0..255), {parity['mean_reduced']:.2f} on the "
-            f"{100 * parity['reduced_fraction']:.0f}% decoded at reduced size, worst crop {parity['max']:.2f}.",
+            f"{100 * parity['reduced_fraction']:.0f}% decoded at reduced size, worst crop {parity['max']:.2f}. The "
+            "synthetic targets carry high-frequency patterns (checkers, stripes) on which the exact path's bilinear "
+            "downsampling without antialiasing aliases; the reduced decode box-filters instead. On natural-looking "
+            "frames the difference is 0.5-1.3 on average (tests/test_fast_crop.py). The fast path is decode-bound: "
+            "libjpeg's Huffman stage runs at full size even for a 1/8 decode.",
         ]
     )
     print("\n" + text)
