@@ -30,7 +30,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, default_collate
 
 from ..boxes import boxes_are_valid, clip_boxes_to_image
 from ..cropping import CropResult, crop_image, jittered_crop_params, map_boxes, siamfc_crop_params
@@ -325,7 +325,8 @@ def collate_pairs(batch: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
     for position, item in enumerate(batch):
         if tuple(item.keys()) != keys:
             raise ValueError(f"Batch item {position} has keys {sorted(item)}, expected {sorted(keys)}.")
-    return {key: torch.stack([item[key] for item in batch]) for key in keys}
+    # default_collate stacks straight into shared memory inside DataLoader workers (no extra copy to send the batch)
+    return dict(default_collate(list(batch)))
 
 
 class EpochIndexSampler(Sampler):
