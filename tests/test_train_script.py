@@ -229,7 +229,7 @@ def test_make_train_demo_command_trains_the_tiny_recipe_to_a_loadable_tracker(tm
 
     assert (output / "final" / "adapter_model.safetensors").stat().st_size < (output / "backbone" / "model.safetensors").stat().st_size
     model = load_tracker_model(output / "final")
-    assert model.peft_config["default"].r == 16
+    assert model.peft_config["default"].r == 64
     tracker = LoraTracker.from_pretrained(output / "final")
     video = generate_sequence(SyntheticVideoConfig(frame_size=(128, 96), num_frames=3), seed=123)
     tracker.init(video.frames[0], video.boxes_xyxy[0], box_format="xyxy")
