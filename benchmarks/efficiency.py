@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference import (  # noqa: E402
     RESULTS_FILE,
+    OtherProcessesMeter,
     environment_line,
     interleaved_medians,
     load_average,
@@ -98,13 +99,12 @@ def latency(variant: str, repeats: int, warmup: int, device: torch.device) -> di
     return result
 
 
-def to_markdown(rows: list[dict], latencies: dict, skipped: list[str], repeats: int, load: str) -> str:
+def to_markdown(rows: list[dict], latencies: dict, skipped: list[str], repeats: int, conditions: str) -> str:
     lines = [
         "## Efficiency (`benchmarks/efficiency.py`)",
         "",
         f"{environment_line()}. Parameters and FLOPs on the meta device (batch 1, one forward); latency = model-only "
-        f"forward, batch 1, fp32, median of {repeats}, merged and unmerged timed in turn; 1-min load average {load} "
-        "(shared machine: absolute latencies are noisy).",
+        f"forward, batch 1, fp32, median of {repeats}, merged and unmerged timed in turn; {conditions}.",
         "",
         "| variant | total params (unmerged) | trainable | merged params | official total / trainable | GFLOPs merged | GFLOPs unmerged | GMACs merged (paper) | latency merged | latency unmerged |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -180,12 +180,14 @@ def main(argv: list[str] | None = None) -> int:
             f"GFLOPs merged {row['flops_merged'] / 1e9:.1f} / unmerged {row['flops_unmerged'] / 1e9:.1f}"
         )
     load_before = load_average()
+    meter = OtherProcessesMeter().start()
     for variant in LATENCY_ORDER:
         if variant in timed:
             latencies[variant] = latency(variant, args.repeats, args.warmup, device)
             print(
                 f"{variant}: latency merged {latencies[variant]['merged'] * 1e3:.0f} ms, unmerged {latencies[variant]['unmerged'] * 1e3:.0f} ms"
             )
+    others = meter.stop()
     skipped = [v for v in LATENCY_ORDER if v not in timed]
     if args.json:
         args.json.write_text(
@@ -194,7 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         update_results_section(
             "efficiency",
-            to_markdown(rows, latencies, skipped, args.repeats, f"{load_before} before, {load_average()} after"),
+            to_markdown(
+                rows,
+                latencies,
+                skipped,
+                args.repeats,
+                f"other processes used {'n/a' if others is None else f'{others:.0%}'} of the CPUs during the timing "
+                f"(1-min load average {load_before} before, {load_average()} after)",
+            ),
         )
         print(f"Updated {RESULTS_FILE}")
     if mismatches:
