@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -58,7 +58,7 @@ class DecodedFrame:
     bgr: np.ndarray
     reduction: int
     path: str
-    _mean_rgb: torch.Tensor | None = None
+    _mean_rgb: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     @property
     def size_wh(self) -> tuple[int, int]:
