@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -34,8 +35,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(args: list[str], processes: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run examples/train.py under `accelerate launch` (gloo DDP for 2 processes) and require success."""
+def launch(args: list[str], processes: int = 1, timeout: int = 420) -> subprocess.CompletedProcess:
+    """Run examples/train.py under `accelerate launch` (gloo DDP for 2 processes) and require success.
+
+    The launcher runs in its own process group, killed as a whole on timeout (no orphaned ranks left behind).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
     if processes > 1:
@@ -44,9 +48,17 @@ def launch(args: list[str], processes: int = 1, timeout: int = 300) -> subproces
     else:
         launcher = ["--num_processes", "1", "--cpu"]
     command = [str(ACCELERATE), "launch", *launcher, str(TRAIN_SCRIPT), *args]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stderr[-6000:]}"
-    return result
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{' '.join(command)} did not finish in {timeout} s:\n{stderr[-6000:]}")
+    assert process.returncode == 0, f"{' '.join(command)} failed:\n{stderr[-6000:]}"
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +183,9 @@ def test_every_recipe_parses_and_builds_its_model_on_the_meta_device(recipe):
     if config.peft.full_finetune:
         assert trainable == total and config.peft.layer_decay is not None and config.training.max_grad_norm == 0.1
     else:
-        assert trainable < total / 2  # adapters + head only
+        assert trainable < total  # the DINOv2 weights stay frozen
+        if not recipe.startswith("tiny"):
+            assert trainable < total / 4
     if recipe == "B-224.yaml":  # the official numbers (lorat-spec 3)
         assert (total, trainable) == (98_708_741, 12_985_349)
         assert (config.training.global_batch_size, config.training.num_train_epochs) == (128, 170)
@@ -227,7 +241,10 @@ def test_make_train_demo_command_trains_the_tiny_recipe_to_a_loadable_tracker(tm
     from lorat_hf.data.synthetic import SyntheticVideoConfig, generate_sequence
     from lorat_hf.tracking import LoraTracker
 
-    assert (output / "final" / "adapter_model.safetensors").stat().st_size < (output / "backbone" / "model.safetensors").stat().st_size
+    exported = load_file(output / "final" / "adapter_model.safetensors")
+    assert exported and all(  # trainable tensors only: no frozen DINOv2 weight is exported
+        ".lora_" in key or "tracker_head" in key or "token_type_embeddings" in key for key in exported
+    )
     model = load_tracker_model(output / "final")
     assert model.peft_config["default"].r == 64
     tracker = LoraTracker.from_pretrained(output / "final")
