@@ -360,6 +360,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)
     check_gradient_accumulation(accelerator, training.gradient_accumulation_steps)
+    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise ValueError("fp16 mixed precision needs a GPU (CPU autocast does not cover it); use bf16 or no on CPU.")
     library_verbosity = logging.WARNING if accelerator.is_local_main_process else logging.ERROR
     transformers.utils.logging.set_verbosity(library_verbosity)
     datasets.utils.logging.set_verbosity(library_verbosity)
