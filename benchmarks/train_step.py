@@ -22,6 +22,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -252,7 +253,7 @@ def update_results(section: str) -> None:
     """Replace this benchmark's section of RESULTS.md (other sections untouched), atomically and under a lock."""
     from filelock import FileLock
 
-    with FileLock(str(RESULTS) + ".lock"):
+    with FileLock(os.path.join(tempfile.gettempdir(), "lorat_hf-benchmarks-RESULTS.md.lock")):
         text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
         if SECTION_START in text and SECTION_END in text:
             head, rest = text.split(SECTION_START, 1)

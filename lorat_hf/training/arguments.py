@@ -3,7 +3,7 @@
 A recipe is a YAML file with one section per group::
 
     model:    {variant: B-224}
-    peft:     {method: lora, lora_r: 64}
+    peft:     {peft_method: lora, lora_r: 64}
     data:     {train_datasets: [lasot:train, got10k:vot_train], dataset_roots: {lasot: /data/LaSOT, ...}}
     training: {output_dir: outputs/B-224, num_train_epochs: 170}
     hub:      {push_to_hub: false}
@@ -378,6 +378,7 @@ def parse_train_args(argv: list[str] | None = None) -> TrainConfig:
     if known.config is not None:
         recipe = load_recipe(known.config)
         parser.set_defaults(**{key: value for entries in recipe.values() for key, value in entries.items()})
+    # `--config` is re-added so that it shows in --help; it comes back as the extra namespace, dropped here.
     *groups, _ = parser.parse_args_into_dataclasses(args=remaining + ["--config", known.config or ""])
     return TrainConfig(*groups, config_file=known.config)
 
