@@ -440,6 +440,10 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.distributed_type == DistributedType.DEEPSPEED and accelerator.state.deepspeed_plugin.zero_stage == 3
     )
 
+    def unwrap(wrapped: torch.nn.Module) -> torch.nn.Module:
+        """The PeftModel / LoraTrackerModel inside DDP, FSDP and torch.compile wrappers."""
+        return accelerator.unwrap_model(wrapped, keep_torch_compile=False)
+
     def save_model_hook(models, weights, folder):
         # Called on every rank by save_state. Store the trainable weights only (not the frozen DINOv2); file I/O on
         # the main process. FSDP/DeepSpeed save their own (sharded) states and pass no weights here.
@@ -447,17 +451,17 @@ def main(argv: list[str] | None = None) -> None:
             return
         if accelerator.is_main_process:
             for saved in models:
-                save_trainable_weights(accelerator.unwrap_model(saved), Path(folder) / TRAINABLE_WEIGHTS_NAME)
+                save_trainable_weights(unwrap(saved), Path(folder) / TRAINABLE_WEIGHTS_NAME)
         weights.clear()
 
     def load_model_hook(models, folder):
         while models:
-            load_trainable_weights(accelerator.unwrap_model(models.pop()), Path(folder) / TRAINABLE_WEIGHTS_NAME)
+            load_trainable_weights(unwrap(models.pop()), Path(folder) / TRAINABLE_WEIGHTS_NAME)
 
     accelerator.register_save_state_pre_hook(save_model_hook)
     accelerator.register_load_state_pre_hook(load_model_hook)
 
-    run_config = effective_config(config, accelerator, plan, schedule, accelerator.unwrap_model(model))
+    run_config = effective_config(config, accelerator, plan, schedule, unwrap(model))
     if accelerator.is_main_process:
         write_json_atomic(output_dir / TRAIN_CONFIG_NAME, run_config)
     accelerator.init_trackers(training.tracker_project_name, config=tracker_hparams(config))  # main process only
@@ -491,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
         """A loadable adapter (or model) folder. Collective: sharded weights are gathered on every rank first."""
         state_dict = accelerator.get_state_dict(model) if sharded_weights else None
         if accelerator.is_main_process:
-            export_trained_model(accelerator.unwrap_model(model), folder, image_processor, run_config, state_dict)
+            export_trained_model(unwrap(model), folder, image_processor, run_config, state_dict)
         accelerator.wait_for_everyone()
 
     def save_checkpoint() -> None:
@@ -512,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
         # Sharded weights (FSDP, ZeRO-3) need every rank in each forward: all ranks then track the same sequences.
         if accelerator.is_main_process or sharded_weights:
             metrics = evaluate_tracking(
-                model if sharded_weights else accelerator.unwrap_model(model),
+                model if sharded_weights else unwrap(model),
                 image_processor,
                 tracking_sequences,
                 autocast_dtype=autocast_dtype,
@@ -594,7 +598,7 @@ def main(argv: list[str] | None = None) -> None:
     progress_bar.close()
     if sample_log is not None:  # a digest of this rank's weights: DDP ranks must agree exactly
         digest = hashlib.sha256()
-        for name, tensor in sorted(trainable_state_dict(accelerator.unwrap_model(model)).items()):
+        for name, tensor in sorted(trainable_state_dict(unwrap(model)).items()):
             digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
         sample_log.write(json.dumps({"step": progress.global_step, "weights_sha256": digest.hexdigest()}) + "\n")
         sample_log.close()

@@ -438,3 +438,15 @@ def test_activation_checkpointing_keeps_the_loss_and_gradients():
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-7)
+
+
+def test_export_of_a_compiled_model_is_the_same_adapter_folder(tmp_path):
+    from transformers import Dinov2Model
+
+    config = tiny_config()
+    Dinov2Model(config.dinov2_config).save_pretrained(tmp_path / "backbone")
+    model = add_adapters(LoraTrackerModel.from_backbone(str(tmp_path / "backbone"), config=config))
+    export_trained_model(torch.compile(model), tmp_path / "final")  # the wrapper is never run: no compilation
+    names = {p.name for p in (tmp_path / "final").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "config.json"} <= names
+    assert "model.safetensors" not in names

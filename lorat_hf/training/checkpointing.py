@@ -255,6 +255,7 @@ def export_trained_model(
 
     from ..adapters import save_adapter_folder
 
+    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves like the module it wraps
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
