@@ -46,7 +46,8 @@ OFFICIAL_224 = {
     "g": (1_215_727_621 - (729 - 256) * 1536, 80_234_501),
 }
 # The paper's table (MACs of one forward, ECCV version) where available.
-PAPER_GMACS = {"B-224": 30, "L-224": 103, "g-378": 1161}
+# L-378: the LoRATv2 paper's figure for the same model (325 G).
+PAPER_GMACS = {"B-224": 30, "L-224": 103, "L-378": 325, "g-378": 1161}
 LATENCY_ORDER = ("S-224", "B-224", "S-378", "B-378", "L-224", "L-378", "g-224", "g-378")
 
 
@@ -138,9 +139,23 @@ def to_markdown(rows: list[dict], latencies: dict, skipped: list[str], repeats: 
         "the official rule (only the frozen position table differs: (729 - 256) x width). S has no official figure.",
     ]
     if skipped:
+        by_variant = {row["variant"]: row for row in rows}
+        measured = [by_variant[v]["flops_merged"] / t["merged"] for v, t in latencies.items() if v in by_variant]
+        throughput = sum(measured) / len(measured) if measured else None
+        estimates = ", ".join(
+            f"{v} ~{by_variant[v]['flops_merged'] / throughput:.0f} s"
+            for v in skipped
+            if throughput and v in by_variant
+        )
         lines.append(
-            f"* Latency skipped on this machine for {', '.join(skipped)}: on a CPU each forward takes minutes and the "
-            "fp32 weights (plus a merged copy) take several GB; run with `--max-latency-variant g-378` on a GPU."
+            f"* Latency not measured for {', '.join(skipped)} to keep the run to a few minutes (building each model "
+            "allocates its fp32 weights twice, merged and unmerged: ~10 GB for g). "
+            + (
+                f"At the {throughput / 1e9:.0f} GFLOP/s measured above, one merged forward would take {estimates}. "
+                if estimates
+                else ""
+            )
+            + "Time them with `--max-latency-variant g-378` (the default on a GPU)."
         )
     return "\n".join(lines)
 
@@ -189,21 +204,31 @@ def main(argv: list[str] | None = None) -> int:
             )
     others = meter.stop()
     skipped = [v for v in LATENCY_ORDER if v not in timed]
+    conditions = (
+        f"other processes used {'n/a' if others is None else f'{others:.0%}'} of the CPUs during the timing "
+        f"(1-min load average {load_before} before, {load_average()} after)"
+    )
+    if others is not None and others >= 0.10:
+        print(f"WARNING: other processes used {others:.0%} of the CPUs: the latencies are disturbed.")
     if args.json:
         args.json.write_text(
-            json.dumps({"machine": machine_description(), "rows": rows, "latency_s": latencies}, indent=2)
+            json.dumps(
+                {
+                    "machine": machine_description(),
+                    "rows": rows,
+                    "latency_s": latencies,
+                    "skipped": skipped,
+                    "repeats": args.repeats,
+                    "other_processes_cpu_share": others,
+                    "conditions": conditions,
+                },
+                indent=2,
+            )
         )
     if not args.no_write:
         update_results_section(
             "efficiency",
-            to_markdown(
-                rows,
-                latencies,
-                skipped,
-                args.repeats,
-                f"other processes used {'n/a' if others is None else f'{others:.0%}'} of the CPUs during the timing "
-                f"(1-min load average {load_before} before, {load_average()} after)",
-            ),
+            to_markdown(rows, latencies, skipped, args.repeats, conditions),
         )
         print(f"Updated {RESULTS_FILE}")
     if mismatches:
