@@ -143,7 +143,7 @@ def to_markdown(rows: list[dict], latencies: dict, skipped: list[str], repeats: 
         measured = [by_variant[v]["flops_merged"] / t["merged"] for v, t in latencies.items() if v in by_variant]
         throughput = sum(measured) / len(measured) if measured else None
         estimates = ", ".join(
-            f"{v} ~{by_variant[v]['flops_merged'] / throughput:.0f} s"
+            f"{v} ~{by_variant[v]['flops_merged'] / throughput:.1f} s"
             for v in skipped
             if throughput and v in by_variant
         )
