@@ -66,8 +66,11 @@ def test_engine_reproduces_the_official_end_to_end_run(case_a_adapter, merge):
         assert result.state_updated
 
 
-def test_facade_track_video_reproduces_the_official_trajectory(case_a_adapter):
-    tracker = LoraTracker.from_pretrained(case_a_adapter, device="cpu", box_format="xyxy")
+@pytest.mark.parametrize("folder", ["adapter", "merged_model"])
+def test_facade_track_video_reproduces_the_official_trajectory(case_a_adapter, tmp_path, folder):
+    path = case_a_adapter if folder == "adapter" else convert_case_a(tmp_path / "merged", merge=True)
+    tracker = LoraTracker.from_pretrained(path, device="cpu", box_format="xyxy")
+    assert type(tracker.model).__name__ == "LoraTrackerModel"
     frames = list(E2E["frames_hwc_uint8"].numpy())
     outputs = list(tracker.track_video(frames, E2E["init_box_xyxy"].numpy()))
     boxes = np.stack([o.box for o in outputs])
