@@ -1,13 +1,44 @@
-"""lorat_hf: LoRAT single-object tracking on Hugging Face transformers, peft and accelerate."""
+"""lorat_hf: LoRAT single-object tracking on Hugging Face transformers, peft and accelerate.
+
+Importing the package registers `LoraTrackerConfig` / `LoraTrackerModel` / `LoraTrackerImageProcessor` /
+`LoraTrackerProcessor` with the transformers Auto classes and the `"video-object-tracking"` pipeline task.
+"""
 
 __version__ = "0.1.0.dev0"
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
-from .adapters import add_adapters, count_parameters, get_lora_config, get_peft_config, load_tracker_model
+from .adapters import (
+    add_adapters,
+    count_parameters,
+    get_lora_config,
+    get_peft_config,
+    load_tracker_model,
+    save_adapter_folder,
+)
 from .configuration_lora_tracker import VARIANTS, LoraTrackerConfig
+from .data import (
+    SyntheticVideoConfig,
+    TrackingSequence,
+    available_datasets,
+    generate_sequence,
+    load_sequences,
+    load_sequences_from,
+    synthetic_sequences_dataset,
+)
+from .evaluation import EvaluationError, evaluate_sequences, run_evaluation, score_results
+from .hub import build_model_card, load_additional_adapter, push_tracker_to_hub
 from .image_processing_lora_tracker import LoraTrackerImageProcessor
 from .modeling_lora_tracker import LoraTrackerModel, LoraTrackerOutput, LoraTrackerPreTrainedModel
+from .pipeline_video_object_tracking import VideoObjectTrackingPipeline, register_pipeline
+from .processing_lora_tracker import (
+    LoraTrackerInferenceSession,
+    LoraTrackerProcessor,
+    LoraTrackerVideoOutput,
+    propagate_in_video_iterator,
+    track_frame,
+)
+from .tracking import LoraTracker, TargetState, TrackedFrame, TrackResult, initialize_targets, track_step
 
 AutoConfig.register(LoraTrackerConfig.model_type, LoraTrackerConfig, exist_ok=True)
 AutoModel.register(LoraTrackerConfig, LoraTrackerModel, exist_ok=True)
@@ -17,18 +48,52 @@ try:  # transformers >= 5.x: one class per backend
     )
 except TypeError:  # older signature
     AutoImageProcessor.register(LoraTrackerConfig, slow_image_processor_class=LoraTrackerImageProcessor, exist_ok=True)
+AutoProcessor.register(LoraTrackerConfig, LoraTrackerProcessor, exist_ok=True)
+register_pipeline()
 
 __all__ = [
     "__version__",
     "VARIANTS",
+    # model
     "LoraTrackerConfig",
-    "LoraTrackerImageProcessor",
     "LoraTrackerModel",
     "LoraTrackerOutput",
     "LoraTrackerPreTrainedModel",
+    "LoraTrackerImageProcessor",
+    # adapters and Hub
     "add_adapters",
     "count_parameters",
     "get_lora_config",
     "get_peft_config",
     "load_tracker_model",
+    "save_adapter_folder",
+    "push_tracker_to_hub",
+    "build_model_card",
+    "load_additional_adapter",
+    # tracking
+    "LoraTracker",
+    "TargetState",
+    "TrackResult",
+    "TrackedFrame",
+    "initialize_targets",
+    "track_step",
+    "LoraTrackerProcessor",
+    "LoraTrackerInferenceSession",
+    "LoraTrackerVideoOutput",
+    "track_frame",
+    "propagate_in_video_iterator",
+    "VideoObjectTrackingPipeline",
+    "register_pipeline",
+    # data and evaluation
+    "load_sequences",
+    "load_sequences_from",
+    "TrackingSequence",
+    "available_datasets",
+    "SyntheticVideoConfig",
+    "generate_sequence",
+    "synthetic_sequences_dataset",
+    "evaluate_sequences",
+    "score_results",
+    "run_evaluation",
+    "EvaluationError",
 ]

@@ -32,7 +32,7 @@ def to_rgb_array(frame: FrameInput) -> np.ndarray:
     PIL images (any mode, converted to RGB) and torch uint8 tensors `(3, H, W)` or `(H, W, 3)`.
     """
     if isinstance(frame, Image.Image):
-        return np.asarray(frame.convert("RGB"))
+        return np.array(frame.convert("RGB"))  # a writable copy
     if isinstance(frame, torch.Tensor):
         if frame.dtype != torch.uint8:
             raise ValueError(f"Torch frames must be uint8 (0..255), got {frame.dtype}; multiply by 255 and cast first.")
