@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 import lorat_hf
 from lorat_hf import LoraTrackerImageProcessor, count_parameters
 from lorat_hf.data.pairs import EpochIndexSampler, TrackingPairDataset, collate_pairs
+from lorat_hf.file_utils import write_text_atomic
 from lorat_hf.training.arguments import DataArguments, TrainConfig, parse_dataset_entry, parse_train_args
 from lorat_hf.training.builders import (
     BACKBONE_DIRNAME,
@@ -332,10 +333,7 @@ def truncate_metrics(output_dir: Path, last_step: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= last_step]
-    write_text = "".join(line + "\n" for line in kept)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(write_text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -15,10 +15,9 @@ from typing import Any
 import torch
 from peft import IA3Config, LoraConfig, PeftConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
-
-from .configuration_lora_tracker import LoraTrackerConfig
 from transformers.models.dinov2.modeling_dinov2 import Dinov2SwiGLUFFN
 
+from .configuration_lora_tracker import LoraTrackerConfig
 from .modeling_lora_tracker import LoraTrackerModel
 
 logger = logging.getLogger(__name__)

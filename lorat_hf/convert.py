@@ -14,9 +14,7 @@ import argparse
 import logging
 import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -25,6 +23,7 @@ from transformers import Dinov2Config, Dinov2Model
 
 from .adapters import add_adapters, save_adapter_folder, tie_swiglu_lora_a_
 from .configuration_lora_tracker import BACKBONES, GEOMETRIES, LoraTrackerConfig
+from .file_utils import staged_directory
 from .modeling_lora_tracker import LoraTrackerModel, check_backbone_matches
 
 logger = logging.getLogger(__name__)
@@ -377,9 +376,7 @@ def convert(
     tie_swiglu_lora_a_(peft_model)
     peft_model.eval()
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
+    with staged_directory(output, overwrite=overwrite) as staging:
         if merge:
             merged = peft_model.merge_and_unload()
             merged.config.backbone_name_or_path = backbone_id or merged.config.backbone_name_or_path
@@ -396,12 +393,6 @@ def convert(
                 backbone.save_pretrained(staging / "backbone")
                 config.backbone_name_or_path = "backbone"
             save_adapter_folder(peft_model, staging)
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .boxes import boxes_intersect_image, box_center, box_size, clamp_box_size, clip_boxes_to_image, rasterize_boxes
+from .boxes import box_center, box_size, boxes_intersect_image, clamp_box_size, clip_boxes_to_image, rasterize_boxes
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import Dinov2Config, Dinov2Model, PreTrainedModel
-from transformers.models.dinov2.modeling_dinov2 import Dinov2Encoder, Dinov2Layer, Dinov2PatchEmbeddings
+from transformers.models.dinov2.modeling_dinov2 import Dinov2Encoder, Dinov2PatchEmbeddings
 from transformers.utils import ModelOutput
 
 from .boxes import rasterize_boxes

@@ -41,6 +41,8 @@ import numpy as np
 from filelock import FileLock
 from tqdm.auto import tqdm
 
+from ..file_utils import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 PATTERNS = ("checker", "stripes", "dots", "rings", "blobs", "grid")
@@ -743,12 +745,6 @@ def read_synthetic_annotations(sequence_folder: str | os.PathLike) -> dict[str, 
     return content
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def _write_image(path: Path, frame: np.ndarray, jpeg_quality: int) -> None:
     bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if path.suffix == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
@@ -805,7 +801,7 @@ class _LayoutWriter:
                     video = SyntheticVideo(self.config, sequence_seed(self.seed, index))
                     name = self.new_name(video.target_pattern)
                     self.manifest["sequences"][key] = name
-                    _atomic_write_text(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True) + "\n")
+                    write_text_atomic(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True) + "\n")
                 names.append(name)
                 final = self.folder(name)
                 if final.is_dir():
@@ -892,7 +888,7 @@ def write_lasot_layout(
             if part == split:
                 listed += [name for name in names if name not in set(listed)]
             if part == split or not path.is_file():
-                _atomic_write_text(path, "".join(f"{name}\n" for name in listed))
+                write_text_atomic(path, "".join(f"{name}\n" for name in listed))
     return names
 
 

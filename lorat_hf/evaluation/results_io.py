@@ -23,7 +23,6 @@ import bisect
 import io
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..boxes import rasterize_boxes, xywh_to_xyxy, xyxy_to_xywh
+from ..file_utils import write_text_atomic
 
 RESULT_LAYOUTS = ("auto", "pytracking", "got10k", "trackingnet")
 _SEPARATORS = re.compile(r"[,\t ;]+")
@@ -104,32 +104,6 @@ def rasterize_xywh(boxes_xywh: np.ndarray) -> np.ndarray:
         frame = int(np.argmax(~np.isfinite(boxes).all(axis=1)))
         raise ValueError(f"Cannot rasterise the non-finite box {boxes[frame].tolist()} of frame {frame}.")
     return xyxy_to_xywh(rasterize_boxes(xywh_to_xyxy(boxes))).astype(np.int64)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# atomic writes
-
-
-def write_text_atomic(path: str | os.PathLike, text: str | bytes, *, overwrite: bool = True) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and `os.replace` (readers never see a partial file).
-
-    With ``overwrite=False`` an existing file raises `FileExistsError` instead of being replaced.
-    """
-    path = Path(path)
-    if not overwrite and path.exists():
-        raise FileExistsError(f"{path} already exists; remove it or choose another output path.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode() if isinstance(text, str) else text
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return path
 
 
 def write_pytracking_result(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -13,6 +11,7 @@ from transformers import Dinov2Config, Dinov2Model
 
 from ..adapters import add_adapters
 from ..configuration_lora_tracker import LoraTrackerConfig
+from ..file_utils import staged_directory
 from ..modeling_lora_tracker import LoraTrackerModel
 from .arguments import ModelArguments, PeftArguments
 
@@ -57,18 +56,12 @@ def ensure_random_backbone(folder: str | os.PathLike, dinov2_config: Dinov2Confi
     folder = Path(folder)
     if (folder / "config.json").is_file():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
-    try:
+    with staged_directory(folder) as staging:
         generator_state = torch.get_rng_state()
         torch.manual_seed(seed)
         backbone = Dinov2Model(dinov2_config)
         torch.set_rng_state(generator_state)
         backbone.save_pretrained(staging)
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.warning("Created a RANDOMLY initialised DINOv2 backbone at %s (no pretrained weights).", folder)
     return folder
 

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from ..file_utils import staged_directory, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -43,25 +44,6 @@ TRAINABLE_WEIGHTS_NAME = "trainable_model.safetensors"
 TRAIN_CONFIG_NAME = "train_config.json"
 EXPORT_DIRNAME = "adapter"
 FINAL_DIRNAME = "final"
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON to a temporary file in the same folder, fsync it, then `os.replace` it onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, sort_keys=False, default=str)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -257,9 +239,7 @@ def export_trained_model(
 
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves like the module it wraps
     output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
-    try:
+    with staged_directory(output_dir, overwrite=True) as staging:
         extra = {} if state_dict is None else {"state_dict": state_dict}
         if isinstance(model, PeftModel):
             save_adapter_folder(model, staging, **extra)
@@ -269,16 +249,6 @@ def export_trained_model(
             image_processor.save_pretrained(staging)
         if train_config is not None:
             write_json_atomic(staging / TRAIN_CONFIG_NAME, train_config)
-        if output_dir.exists():
-            retired = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
-            os.replace(output_dir, retired)
-            os.replace(staging, output_dir)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output_dir
 
 

@@ -1,0 +1,74 @@
+"""Atomic file and folder writes: readers never see a half-written result, checkpoint or export."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def write_text_atomic(
+    path: str | os.PathLike, text: str | bytes, *, overwrite: bool = True, fsync: bool = False
+) -> Path:
+    """Write `text` to `path` through a temporary file in the same folder and `os.replace`.
+
+    With `overwrite=False` an existing file raises `FileExistsError` instead of being replaced; `fsync=True` flushes
+    the data to disk before the rename (checkpoint markers).
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path} already exists; remove it or choose another output path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            if fsync:
+                stream.flush()
+                os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, *, overwrite: bool = True, fsync: bool = True) -> Path:
+    """`json.dump(data, indent=2)` to `path` atomically (non-JSON values are written with `str`)."""
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    return write_text_atomic(path, text, overwrite=overwrite, fsync=fsync)
+
+
+@contextmanager
+def staged_directory(output: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Build a folder in a temporary sibling and move it onto `output` only when the block succeeds.
+
+    A non-empty `output` raises `FileExistsError` unless `overwrite=True`; on failure nothing is left behind and an
+    existing `output` is untouched.
+    """
+    output = Path(output)
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output} exists and is not empty; pass overwrite=True (--overwrite) to replace it.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        yield staging
+        if output.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{output.name}.old.", dir=output.parent))
+            os.replace(output, retired / output.name)
+            os.replace(staging, output)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+__all__ = ["write_text_atomic", "write_json_atomic", "staged_directory"]
