@@ -61,6 +61,7 @@ from .adapters import (
     tie_swiglu_lora_a_,
 )
 from .configuration_lora_tracker import BACKBONES, LoraTrackerConfig
+from .file_utils import staged_directory
 from .modeling_lora_tracker import LoraTrackerModel, check_backbone_matches
 
 logger = logging.getLogger(__name__)
@@ -944,9 +945,7 @@ def assemble_upload_folder(
     _as_results(reports)  # every report must be a readable lorat-eval report, even under a given card
     card = _load_card(model_card) if model_card is not None else None
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with staged_directory(output_dir) as staging:
         for name in info.weight_files:
             _link_or_copy(info.path / name, staging / name)
         raw_config = _read_json(info.path / TRACKER_CONFIG_NAME, "tracker config")
@@ -999,12 +998,6 @@ def assemble_upload_folder(
         validate_model_card(card, adapter=adapter, base_model=hub_id)
         card.save(str(staging / CARD_NAME))
 
-        if output_dir.exists():
-            output_dir.rmdir()
-        os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     files = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file())
     if info.left_out:
         logger.info("Not published from %s: %s", info.path, ", ".join(info.left_out))
