@@ -47,7 +47,34 @@ def _as_wh(size: int | list[int] | tuple[int, int]) -> tuple[int, int]:
     return (int(size[0]), int(size[1]))
 
 
-class LoraTrackerConfig(PreTrainedConfig):
+class CropGeometry:
+    """Crop sizes and token grids derived from `template_size`, `search_size` (px, int or [W, H]) and `patch_size`.
+
+    Shared by `LoraTrackerConfig` and `LoraTrackerImageProcessor` so both describe the geometry the same way.
+    """
+
+    @property
+    def template_size_wh(self) -> tuple[int, int]:
+        return _as_wh(self.template_size)
+
+    @property
+    def search_size_wh(self) -> tuple[int, int]:
+        return _as_wh(self.search_size)
+
+    @property
+    def template_grid_wh(self) -> tuple[int, int]:
+        """Template tokens per row and column."""
+        width, height = self.template_size_wh
+        return (width // self.patch_size, height // self.patch_size)
+
+    @property
+    def search_grid_wh(self) -> tuple[int, int]:
+        """Search tokens per row and column (= the response map)."""
+        width, height = self.search_size_wh
+        return (width // self.patch_size, height // self.patch_size)
+
+
+class LoraTrackerConfig(CropGeometry, PreTrainedConfig):
     r"""Configuration of a [`LoraTrackerModel`].
 
     Args:
@@ -129,24 +156,6 @@ class LoraTrackerConfig(PreTrainedConfig):
     @property
     def hidden_size(self) -> int:
         return self.dinov2_config.hidden_size
-
-    @property
-    def template_size_wh(self) -> tuple[int, int]:
-        return _as_wh(self.template_size)
-
-    @property
-    def search_size_wh(self) -> tuple[int, int]:
-        return _as_wh(self.search_size)
-
-    @property
-    def template_grid_wh(self) -> tuple[int, int]:
-        w, h = self.template_size_wh
-        return (w // self.patch_size, h // self.patch_size)
-
-    @property
-    def search_grid_wh(self) -> tuple[int, int]:
-        w, h = self.search_size_wh
-        return (w // self.patch_size, h // self.patch_size)
 
     @property
     def lora_scaling(self) -> float:

@@ -19,6 +19,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .boxes import clip_boxes_to_image
+from .configuration_lora_tracker import CropGeometry
 from .cropping import crop_image, image_mean_color, invert_params, map_boxes, search_crop_params, siamfc_crop_params
 from .modeling_lora_tracker import template_token_type_ids_from_boxes
 
@@ -76,7 +77,7 @@ class SearchInputs:
     params: np.ndarray
 
 
-class LoraTrackerImageProcessor(BaseImageProcessor):
+class LoraTrackerImageProcessor(CropGeometry, BaseImageProcessor):
     r"""Image processor for [`LoraTrackerModel`].
 
     Args:
@@ -128,29 +129,6 @@ class LoraTrackerImageProcessor(BaseImageProcessor):
         )
         values.update(kwargs)
         return cls(**values)
-
-    # ----- geometry -----
-    @staticmethod
-    def _wh(size: int | list[int]) -> tuple[int, int]:
-        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-    @property
-    def template_size_wh(self) -> tuple[int, int]:
-        return self._wh(self.template_size)
-
-    @property
-    def search_size_wh(self) -> tuple[int, int]:
-        return self._wh(self.search_size)
-
-    @property
-    def template_grid_wh(self) -> tuple[int, int]:
-        w, h = self.template_size_wh
-        return (w // self.patch_size, h // self.patch_size)
-
-    @property
-    def search_grid_wh(self) -> tuple[int, int]:
-        w, h = self.search_size_wh
-        return (w // self.patch_size, h // self.patch_size)
 
     # ----- pixels -----
     def normalize_crop(self, crop: torch.Tensor) -> torch.Tensor:
