@@ -73,6 +73,13 @@ class ModelArguments:
     dinov2_overrides: dict | str | None = field(
         default=None, metadata={"help": "DINOv2 config fields to override (only with --random_backbone), e.g. a tiny width."}
     )
+    initializer_range: float | None = field(
+        default=None,
+        metadata={
+            "help": "Std of the trunc-normal init of the tracker's new parts (head, token-type embedding); default the "
+            "official 0.02. Small random backbones train far faster with ~1/sqrt(width) here and in dinov2_overrides."
+        },
+    )
     template_size: int | None = field(default=None, metadata={"help": "Template crop px (default: the variant's)."})
     search_size: int | None = field(default=None, metadata={"help": "Search crop px (default: the variant's)."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager | sdpa | flash_attention_2 | flex_attention."})
@@ -86,6 +93,8 @@ class ModelArguments:
                 "dinov2_overrides changes the backbone's shape, which only makes sense with --random_backbone "
                 "(pretrained DINOv2 weights have a fixed shape)."
             )
+        if self.initializer_range is not None and self.initializer_range <= 0:
+            raise ValueError(f"initializer_range must be positive, got {self.initializer_range}.")
         if self.random_backbone and self.backbone_name_or_path:
             raise ValueError("Pass either --backbone_name_or_path (pretrained weights) or --random_backbone, not both.")
 

@@ -29,6 +29,8 @@ def tracker_config_from_args(model_args: ModelArguments, peft_args: PeftArgument
         overrides["search_size"] = model_args.search_size
     if model_args.backbone_name_or_path is not None:
         overrides["backbone_name_or_path"] = model_args.backbone_name_or_path
+    if model_args.initializer_range is not None:
+        overrides["initializer_range"] = model_args.initializer_range
     config = LoraTrackerConfig.from_variant(
         model_args.variant,
         dinov2_overrides=dict(model_args.dinov2_overrides or {}),
