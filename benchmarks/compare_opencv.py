@@ -29,15 +29,14 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from results_md import RESULTS_FILE, update_results_section
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_FILE = REPO / "benchmarks" / "RESULTS.md"
 SECTION = "compare_opencv"
 OPENCV_TRACKERS = {
     "csrt": ("CSRT", "TrackerCSRT_create"),
@@ -121,27 +120,6 @@ def run_opencv_tracker(factory_name: str, sequences, folder: Path, progress) -> 
     return frames_done / max(seconds, 1e-9)
 
 
-def update_results_section(markdown: str, path: Path = RESULTS_FILE) -> None:
-    """Replace (or append) this benchmark's `<!-- BEGIN compare_opencv -->` section of RESULTS.md, atomically and
-    under the `RESULTS.md.lock` file lock the benchmarks share."""
-    from filelock import FileLock
-
-    begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
-    block = f"{begin}\n{markdown.rstrip()}\n{end}\n"
-    with FileLock(str(path) + ".lock"):
-        text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n\n"
-        if begin in text and end in text:
-            head, rest = text.split(begin, 1)
-            tail = rest.split(end, 1)[1].lstrip("\n")
-            text = head + block + ("\n" + tail if tail else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-        handle, temporary = tempfile.mkstemp(prefix=".RESULTS.", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-
-
 def markdown_table(rows: list[dict]) -> str:
     lines = [
         "| tracker | success AUC | precision | normalised precision | success rate @0.5 | frames/s |",
@@ -182,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     test_root = output_dir / (
         f"testset-{args.preset}-{frame_w}x{frame_h}-{video_config.num_frames}f-seed{args.seed}-n{args.num_sequences}"
     )
-    print(f"Writing (or reusing) {args.num_sequences} held-out '{args.preset}' videos (seed {args.seed}) in {test_root}")
+    print(
+        f"Writing (or reusing) {args.num_sequences} held-out '{args.preset}' videos (seed {args.seed}) in {test_root}"
+    )
     write_generic_layout(test_root, args.num_sequences, video_config, seed=args.seed)
     sequences = load_ground_truth("generic", test_root)
     num_frames = sum(len(sequence.frame_paths) for sequence in sequences)
@@ -261,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
             "decoding + tracking; LoRAT advances 8 videos per batched forward, so its time per frame is a batch "
             "step divided by the videos in it) on a shared machine.\n"
         )
-        update_results_section(f"## Embedded demo tracker vs OpenCV (`benchmarks/compare_opencv.py`)\n\n{note}\n{table}")
+        update_results_section(
+            SECTION, f"## Embedded demo tracker vs OpenCV (`benchmarks/compare_opencv.py`)\n\n{note}\n{table}"
+        )
         print(f"Updated {RESULTS_FILE}")
     return 0
 

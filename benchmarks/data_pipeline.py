@@ -20,12 +20,12 @@ import argparse
 import logging
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from results_md import RESULTS_FILE, update_results_section
 from tqdm.auto import tqdm
 
 from lorat_hf import LoraTrackerImageProcessor
@@ -37,8 +37,7 @@ from lorat_hf.data.sequences import read_frame
 from lorat_hf.data.synthetic import SyntheticVideoConfig, synthetic_sequences_dataset
 
 logger = logging.getLogger("data_pipeline")
-SECTION_START = "<!-- BEGIN data_pipeline -->"
-SECTION_END = "<!-- END data_pipeline -->"
+SECTION = "data_pipeline"
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,7 +54,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--parity-crops", type=int, default=200, help="crops compared fast vs exact")
     parser.add_argument("--repeats", type=int, default=3, help="runs per configuration; the median is reported")
-    parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
+    parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="results file to update (RESULTS.md)")
     parser.add_argument("--no-write", action="store_true", help="print only, do not touch RESULTS.md")
     return parser.parse_args()
 
@@ -118,21 +117,6 @@ def cpu_throughput(dataset: TrackingPairDataset, count: int) -> float:
         return count / (time.process_time() - start)
     finally:
         torch.set_num_threads(threads)
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md atomically."""
-    existing = path.read_text() if path.is_file() else "# Benchmark results\n"
-    block = f"{SECTION_START}\n{text.rstrip()}\n{SECTION_END}\n"
-    if SECTION_START in existing and SECTION_END in existing:
-        head, rest = existing.split(SECTION_START, 1)
-        updated = head + block + rest.split(SECTION_END, 1)[1].lstrip("\n")
-    else:
-        updated = existing.rstrip("\n") + "\n\n" + block
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".RESULTS.", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(updated)
-    os.replace(temporary, path)
 
 
 def main() -> None:
@@ -209,7 +193,7 @@ def main() -> None:
     )
     print("\n" + text)
     if not args.no_write:
-        write_section(Path(args.results), text)
+        update_results_section(SECTION, text, args.results)
         logger.info("Wrote %s", args.results)
 
 

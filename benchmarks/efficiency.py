@@ -25,15 +25,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference import (  # noqa: E402
-    RESULTS_FILE,
     OtherProcessesMeter,
     environment_line,
     interleaved_medians,
     load_average,
     machine_description,
     model_inputs,
-    update_results_section,
 )
+from results_md import RESULTS_FILE, update_results_section  # noqa: E402
 
 from lorat_hf import VARIANTS, LoraTrackerConfig, LoraTrackerModel, add_adapters, count_parameters  # noqa: E402
 from lorat_hf.configuration_lora_tracker import BACKBONES  # noqa: E402

@@ -28,27 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_md import RESULTS_FILE, update_results_section
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_FILE = REPO / "benchmarks" / "RESULTS.md"
 SECTION = "Evaluation"
-
-
-def update_results_section(name: str, markdown: str, path: Path = RESULTS_FILE) -> None:
-    """Replace (or append) the section between `<!-- BEGIN name -->` and `<!-- END name -->`, atomically."""
-    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    block = f"{begin}\n{markdown.rstrip()}\n{end}\n"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        tail = rest.split(end, 1)[1].lstrip("\n")
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    handle, temporary = tempfile.mkstemp(prefix=".RESULTS.", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
 
 
 def synthetic_benchmark(num_sequences: int, num_frames: int, seed: int = 0):

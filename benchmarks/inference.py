@@ -23,22 +23,19 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from results_md import RESULTS_FILE, update_results_section
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lorat_hf import LoraTrackerConfig, LoraTrackerModel, add_adapters  # noqa: E402
 from lorat_hf.tracking import LoraTracker, initialize_targets, track_step  # noqa: E402
-
-RESULTS_FILE = REPO / "benchmarks" / "RESULTS.md"
-
 
 # ----- shared helpers (also used by efficiency.py) -----
 
@@ -148,27 +145,6 @@ def plain_dinov2_input_size(config: LoraTrackerConfig) -> tuple[int, int]:
     rows = config.search_grid_wh[1]
     columns = -(-tokens // rows)  # ceil: at least as many tokens as the tracker
     return rows * patch, columns * patch
-
-
-def update_results_section(name: str, markdown: str, path: Path = RESULTS_FILE) -> None:
-    """Replace (or append) the section between `<!-- BEGIN name -->` and `<!-- END name -->` in RESULTS.md,
-    leaving every other section untouched; atomic, under the `RESULTS.md.lock` file lock the benchmarks share."""
-    from filelock import FileLock
-
-    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    block = f"{begin}\n{markdown.rstrip()}\n{end}\n"
-    with FileLock(str(path) + ".lock"):
-        text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n\n"
-        if begin in text and end in text:
-            head, rest = text.split(begin, 1)
-            tail = rest.split(end, 1)[1].lstrip("\n")
-            text = head + block + ("\n" + tail if tail else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-        handle, temporary = tempfile.mkstemp(prefix=".RESULTS.", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
 
 
 # ----- this benchmark -----

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from results_md import RESULTS_FILE, update_results_section
 
 from lorat_hf.data import SyntheticVideo, SyntheticVideoConfig, generate_sequence, load_sequences
 
-SECTION_START = "<!-- sequences_and_synthetic:start -->"
-SECTION_END = "<!-- sequences_and_synthetic:end -->"
+SECTION = "sequences_and_synthetic"
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,7 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--got10k-sequences", type=int, default=180, help="GOT-10k val size")
     parser.add_argument("--got10k-frames", type=int, default=120)
     parser.add_argument("--hd-frames", type=int, default=30)
-    parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
+    parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="results file to update (RESULTS.md)")
     parser.add_argument("--no-write", action="store_true", help="print only, do not touch RESULTS.md")
     return parser.parse_args()
 
@@ -93,8 +93,13 @@ def time_loads(dataset: str, root: Path, split: str, cache: Path) -> dict[str, f
     hit = time.perf_counter() - start
     arrow = Path(second.cache_files[0]["filename"])
     frames = sum(len(paths) for paths in first["frame_paths"])
-    return {"sequences": len(first), "frames": frames, "parse_s": parse, "hit_s": hit,
-            "cache_mb": arrow.stat().st_size / 2**20}
+    return {
+        "sequences": len(first),
+        "frames": frames,
+        "parse_s": parse,
+        "hit_s": hit,
+        "cache_mb": arrow.stat().st_size / 2**20,
+    }
 
 
 def main() -> None:
@@ -106,20 +111,26 @@ def main() -> None:
         build_got10k(work / "got10k", args.got10k_sequences, args.got10k_frames)
         lasot = time_loads("lasot", work / "lasot", "test", work / "cache")
         got = time_loads("got10k", work / "got10k", "val", work / "cache")
-        rows.append(f"| `load_sequences('lasot', split='test')` | {lasot['sequences']} seq, {lasot['frames']:,} frames "
-                    f"| first parse {lasot['parse_s']:.2f} s, cache hit {lasot['hit_s'] * 1000:.0f} ms "
-                    f"| Arrow {lasot['cache_mb']:.1f} MiB |")
-        rows.append(f"| `load_sequences('got10k', split='val')` | {got['sequences']} seq, {got['frames']:,} frames "
-                    f"| first parse {got['parse_s']:.2f} s, cache hit {got['hit_s'] * 1000:.0f} ms "
-                    f"| Arrow {got['cache_mb']:.1f} MiB |")
+        rows.append(
+            f"| `load_sequences('lasot', split='test')` | {lasot['sequences']} seq, {lasot['frames']:,} frames "
+            f"| first parse {lasot['parse_s']:.2f} s, cache hit {lasot['hit_s'] * 1000:.0f} ms "
+            f"| Arrow {lasot['cache_mb']:.1f} MiB |"
+        )
+        rows.append(
+            f"| `load_sequences('got10k', split='val')` | {got['sequences']} seq, {got['frames']:,} frames "
+            f"| first parse {got['parse_s']:.2f} s, cache hit {got['hit_s'] * 1000:.0f} ms "
+            f"| Arrow {got['cache_mb']:.1f} MiB |"
+        )
 
         timings = []
         for seed in range(5):
             start = time.perf_counter()
             generate_sequence(SyntheticVideoConfig(frame_size=(320, 240), num_frames=100), seed)
             timings.append(time.perf_counter() - start)
-        rows.append(f"| `generate_sequence` 100 x 320x240 (default config) | 5 seeds "
-                    f"| median {np.median(timings):.2f} s, max {max(timings):.2f} s | target < 1 s |")
+        rows.append(
+            f"| `generate_sequence` 100 x 320x240 (default config) | 5 seeds "
+            f"| median {np.median(timings):.2f} s, max {max(timings):.2f} s | target < 1 s |"
+        )
 
         video = SyntheticVideo(SyntheticVideoConfig(frame_size=(1280, 720), num_frames=args.hd_frames), 0)
         start = time.perf_counter()
@@ -133,26 +144,21 @@ def main() -> None:
             frame = cv2.cvtColor(video.render_frame(t), cv2.COLOR_RGB2BGR)
             cv2.imwrite(str(out / f"{t:08d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
         written = (time.perf_counter() - start) / video.num_frames
-        rows.append(f"| `SyntheticVideo` 1280x720 | {video.num_frames} frames "
-                    f"| render {render * 1000:.0f} ms/frame, render + JPEG q90 {written * 1000:.0f} ms/frame | |")
+        rows.append(
+            f"| `SyntheticVideo` 1280x720 | {video.num_frames} frames "
+            f"| render {render * 1000:.0f} ms/frame, render + JPEG q90 {written * 1000:.0f} ms/frame | |"
+        )
 
     machine = f"CPU: {os.cpu_count()} cores, no GPU ({platform.processor() or platform.machine()})"
     table = "\n".join(["| what | size | time | notes |", "|---|---|---|---|", *rows])
-    section = (f"{SECTION_START}\n## Sequence readers and synthetic videos (`benchmarks/sequences_and_synthetic.py`)\n\n"
-               f"Machine: {machine}. Readers run on generated folders with full-length annotation files.\n\n"
-               f"{table}\n{SECTION_END}")
+    section = (
+        f"## Sequence readers and synthetic videos (`benchmarks/sequences_and_synthetic.py`)\n\n"
+        f"Machine: {machine}. Readers run on generated folders with full-length annotation files.\n\n"
+        f"{table}"
+    )
     print(section)
     if not args.no_write:
-        path = Path(args.results)
-        text = path.read_text() if path.exists() else "# Benchmark results\n"
-        if SECTION_START in text and SECTION_END in text:
-            head, rest = text.split(SECTION_START, 1)
-            text = head + section + rest.split(SECTION_END, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        temporary.write_text(text)
-        os.replace(temporary, path)
+        update_results_section(SECTION, section, args.results)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,13 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from results_md import RESULTS_FILE, update_results_section
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "RESULTS.md"
-SECTION_START, SECTION_END = "<!-- BEGIN train_step -->", "<!-- END train_step -->"
+SECTION = "train_step"
 
 CASES = {
     # name: (recipe, overrides of the recipe, bf16 mixed precision as train.py runs it)
@@ -132,8 +132,16 @@ def run_case(name: str, batch_size: int, steps: int, warmup: int, gradient_check
 
 def measure(name: str, batch_size: int, steps: int, warmup: int, gradient_checkpointing: bool) -> dict:
     command = [
-        sys.executable, __file__, "--worker", name, "--batch-size", str(batch_size), "--steps", str(steps),
-        "--warmup", str(warmup),
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--batch-size",
+        str(batch_size),
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(warmup),
     ] + (["--gradient-checkpointing"] if gradient_checkpointing else [])
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if result.returncode != 0:
@@ -148,8 +156,14 @@ def measure(name: str, batch_size: int, steps: int, warmup: int, gradient_checkp
 GIB = 2**30
 
 
-def estimate_memory(variant: str, full_finetune: bool, per_gpu_batch: int, strategy: str, num_gpus: int = 8,
-                    gradient_checkpointing: bool = False) -> dict[str, float]:
+def estimate_memory(
+    variant: str,
+    full_finetune: bool,
+    per_gpu_batch: int,
+    strategy: str,
+    num_gpus: int = 8,
+    gradient_checkpointing: bool = False,
+) -> dict[str, float]:
     """Per-GPU training memory estimate (GiB) under bf16 autocast. See `memory_table` for the method."""
     import torch
 
@@ -212,7 +226,6 @@ def machine_description() -> str:
 
 def render(results: list[dict], machine: str, command: str) -> str:
     lines = [
-        SECTION_START,
         "## Training step (examples/train.py loop)",
         "",
         f"Machine: {machine}. Command: `{command}`. Random weights, random inputs (no data loading), fp32 unless "
@@ -245,24 +258,7 @@ def render(results: list[dict], machine: str, command: str) -> str:
                 f"(full / LoRA = {full_mib / lora_mib:.2f}x); steps/s {lora['steps_per_second']:.3f} vs "
                 f"{full['steps_per_second']:.3f}."
             )
-    lines.append(SECTION_END)
     return "\n".join(lines) + "\n"
-
-
-def update_results(section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (other sections untouched), atomically and under a lock."""
-    from filelock import FileLock
-
-    with FileLock(os.path.join(tempfile.gettempdir(), "lorat_hf-benchmarks-RESULTS.md.lock")):
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        if SECTION_START in text and SECTION_END in text:
-            head, rest = text.split(SECTION_START, 1)
-            text = head + section.rstrip("\n") + rest.split(SECTION_END, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        tmp = RESULTS.with_suffix(".md.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, RESULTS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     section = render(results, machine, command)
     print(section)
     if not args.no_write:
-        update_results(section)
+        update_results_section(SECTION, section)
+        print(f"Updated {RESULTS_FILE}")
     return 0
 
 
