@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     run_evaluation(
         model,
         "generic",
-        test_root / "sequences",
+        test_root,
         lorat_dir,
         batch_size=args.batch_size,
         protocol=PROTOCOL,

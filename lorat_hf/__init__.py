@@ -16,6 +16,7 @@ from .adapters import (
     load_tracker_model,
     save_adapter_folder,
 )
+from .assets import default_model_path
 from .configuration_lora_tracker import VARIANTS, LoraTrackerConfig
 from .data import (
     SyntheticVideoConfig,
@@ -71,6 +72,7 @@ __all__ = [
     "build_model_card",
     "load_additional_adapter",
     # tracking
+    "default_model_path",
     "LoraTracker",
     "TargetState",
     "TrackResult",

@@ -409,7 +409,7 @@ class LoraTracker:
     @classmethod
     def from_pretrained(
         cls,
-        path_or_repo_id: str | os.PathLike,
+        path_or_repo_id: str | os.PathLike | None = None,
         merge: bool = True,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
@@ -423,7 +423,8 @@ class LoraTracker:
         otherwise from the tracker config.
 
         Args:
-            path_or_repo_id: local folder or Hub repo id.
+            path_or_repo_id: local folder or Hub repo id; None loads the demo tracker embedded in the package
+                (`lorat_hf.assets.default_model_path()`, trained on synthetic videos only).
             merge: merge LoRA into the backbone (no inference overhead); False keeps the PeftModel.
             device: where to run (None: CUDA when available, else CPU).
             dtype: compute dtype (see the class docstring).
@@ -434,6 +435,10 @@ class LoraTracker:
         unknown = sorted(set(hub_kwargs) - set(HUB_KWARGS))
         if unknown:
             raise TypeError(f"Unexpected keyword arguments {unknown}; hub options are {list(HUB_KWARGS)}.")
+        if path_or_repo_id is None:
+            from .assets import default_model_path
+
+            path_or_repo_id = default_model_path()
         path = os.fspath(path_or_repo_id)
         model = load_tracker_model(path, merge=merge, backbone_name_or_path=backbone_name_or_path, **hub_kwargs)
         if any(_resolve_file(path, name, dict(hub_kwargs)) is not None for name in PROCESSOR_CONFIG_NAMES):

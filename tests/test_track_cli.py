@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from tracking_helpers import lively_tiny_model, moving_square_clip, write_frame_folder, write_video
 
-from lorat_hf.commands.track import default_model_path, main
+from lorat_hf.assets import default_model_path
+from lorat_hf.commands.track import main
 from lorat_hf.tracking import LoraTracker
 
 
@@ -131,7 +132,6 @@ def test_input_errors_exit_2_with_a_message(tmp_path, model_dir, clip, capsys):
         "non-positive width or height": [str(video), "--box", "50,50,40,40", "--box-format", "xyxy", *model],
         "--save-boxes must end in .csv or .json": [str(video), *box, *model, "--save-boxes", str(tmp_path / "b.txt")],
         "unsupported suffix .gif": [str(video), *box, *model, "--output", str(tmp_path / "out.gif")],
-        "the embedded demo tracker is not shipped": [str(video), *box],
         "Cannot load the tracker": [str(video), *box, "--model", str(empty_folder)],
         "--max-frames must be at least 1": [str(video), *box, *model, "--max-frames", "0"],
         "the box must be 4 numbers": [str(video), "--box", "1,2,3", *model],
@@ -152,9 +152,25 @@ def test_an_empty_video_file_is_reported(tmp_path, model_dir, capsys):
     assert "contains no readable frames (an empty or corrupt video)" in err
 
 
-def test_default_model_path_says_the_demo_tracker_is_not_shipped_yet():
-    with pytest.raises(FileNotFoundError, match="no default model yet: the embedded demo tracker is not shipped"):
+def test_without_model_the_embedded_demo_tracker_tracks(tmp_path, clip, capsys):
+    frames, gt = clip
+    video = write_video(tmp_path / "clip.avi", frames[:4])
+    boxes = tmp_path / "boxes.csv"
+    assert main([str(video), "--box", _box_arg(gt[0]), "--save-boxes", str(boxes), "--quiet"]) == 0
+    rows = boxes.read_text().splitlines()
+    assert rows[0].startswith("frame_index") and len(rows) == 1 + 4
+
+
+def test_a_missing_embedded_tracker_is_a_usage_error(tmp_path, clip, monkeypatch, capsys):
+    import lorat_hf.assets
+
+    monkeypatch.setattr(lorat_hf.assets, "DEMO_TRACKER_DIRNAME", "not-installed")
+    with pytest.raises(FileNotFoundError, match="embedded demo tracker is missing"):
         default_model_path()
+    frames, gt = clip
+    video = write_video(tmp_path / "clip.avi", frames[:2])
+    status, err = _error(capsys, [str(video), "--box", _box_arg(gt[0]), "--quiet"])
+    assert status == 2 and "embedded demo tracker is missing" in err and "--model" in err
 
 
 def test_video_io_frame_order_writer_rules_and_drawing(tmp_path):

@@ -20,35 +20,21 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from ..assets import default_model_path
 
 logger = logging.getLogger("lorat_hf.track")
 
 PROG = "lorat-track"
 BOX_FILE_SUFFIXES = (".csv", ".json")
 USAGE_ERROR = 2
-DEMO_TRACKER_DIR = ("assets", "demo_tracker")
 
 
 class UsageError(Exception):
     """A problem with the command's input; reported as one line and exit status 2."""
-
-
-def default_model_path() -> str:
-    """The tracker `lorat-track` uses without `--model`: the demo tracker embedded in the package.
-
-    Raises `FileNotFoundError` while the package does not ship one.
-    """
-    folder = resources.files("lorat_hf").joinpath(*DEMO_TRACKER_DIR)
-    if folder.is_dir() and folder.joinpath("config.json").is_file():
-        return str(folder)
-    raise FileNotFoundError(
-        "lorat-track has no default model yet: the embedded demo tracker is not shipped with this version of "
-        "lorat_hf. Pass --model with a tracker folder or Hub repo id (an adapter folder or a merged model)."
-    )
 
 
 def parse_box(text: str) -> list[float]:
@@ -85,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--model",
-        help="tracker folder or Hub repo id (adapter folder or merged model); required until the package ships its "
-        "demo tracker",
+        help="tracker folder or Hub repo id (adapter folder or merged model); default: the demo tracker embedded in "
+        "the package (trained on synthetic videos only)",
     )
     parser.add_argument("--revision", help="Hub revision of --model")
     parser.add_argument("--output", type=Path, help="write the video with the box and score drawn (.mp4, .avi, ...)")
@@ -174,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         reader.close()
         raise UsageError(str(error)) from None
+    if args.model is None:
+        logger.info("No --model given: using the demo tracker embedded in the package (%s).", model)
     hub_kwargs = {"revision": args.revision} if args.revision else {}
     try:
         tracker = LoraTracker.from_pretrained(
