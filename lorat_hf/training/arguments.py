@@ -71,7 +71,8 @@ class ModelArguments:
         },
     )
     dinov2_overrides: dict | str | None = field(
-        default=None, metadata={"help": "DINOv2 config fields to override (only with --random_backbone), e.g. a tiny width."}
+        default=None,
+        metadata={"help": "DINOv2 config fields to override (only with --random_backbone), e.g. a tiny width."},
     )
     initializer_range: float | None = field(
         default=None,
@@ -82,11 +83,22 @@ class ModelArguments:
     )
     template_size: int | None = field(default=None, metadata={"help": "Template crop px (default: the variant's)."})
     search_size: int | None = field(default=None, metadata={"help": "Search crop px (default: the variant's)."})
-    attn_implementation: str = field(default="sdpa", metadata={"help": "eager | sdpa | flash_attention_2 | flex_attention."})
+    search_area_factor: float | None = field(
+        default=None,
+        metadata={
+            "help": "Search crop context: its side is this factor x sqrt(w h) of the target box, in training crops "
+            "and at inference (default: the variant's, 4.0 at 224 px, 5.0 at 378 px)."
+        },
+    )
+    attn_implementation: str = field(
+        default="sdpa", metadata={"help": "eager | sdpa | flash_attention_2 | flex_attention."}
+    )
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant={self.variant!r} is not an official LoRAT variant; choose one of {', '.join(VARIANTS)}.")
+            raise ValueError(
+                f"variant={self.variant!r} is not an official LoRAT variant; choose one of {', '.join(VARIANTS)}."
+            )
         self.dinov2_overrides = _json_dict("dinov2_overrides", self.dinov2_overrides)
         if self.dinov2_overrides and not self.random_backbone:
             raise ValueError(
@@ -95,8 +107,14 @@ class ModelArguments:
             )
         if self.initializer_range is not None and self.initializer_range <= 0:
             raise ValueError(f"initializer_range must be positive, got {self.initializer_range}.")
+        if self.search_area_factor is not None and self.search_area_factor <= 1:
+            raise ValueError(
+                f"search_area_factor must be > 1 (the crop must hold the target with context), got {self.search_area_factor}."
+            )
         if self.random_backbone and self.backbone_name_or_path:
-            raise ValueError("Pass either --backbone_name_or_path (pretrained weights) or --random_backbone, not both.")
+            raise ValueError(
+                "Pass either --backbone_name_or_path (pretrained weights) or --random_backbone, not both."
+            )
 
 
 @dataclass
@@ -112,14 +130,18 @@ class PeftArguments:
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
     lora_target_modules: str = field(
         default="all",
-        metadata={"help": "all (official: q,k,v,o + MLP) | qv | qkvo | a comma list of Linear names (q_proj,fc1,...)."},
+        metadata={
+            "help": "all (official: q,k,v,o + MLP) | qv | qkvo | a comma list of Linear names (q_proj,fc1,...)."
+        },
     )
     lora_init: Literal["official", "peft"] = field(
         default="official", metadata={"help": "official (A and B trunc-normal 0.02) or peft (B = 0)."}
     )
     layer_decay: float | None = field(
         default=None,
-        metadata={"help": "Layer-wise lr decay for --full_finetune (official: 0.7 B, 0.8 L, 0.9 g); ignored for peft."},
+        metadata={
+            "help": "Layer-wise lr decay for --full_finetune (official: 0.7 B, 0.8 L, 0.9 g); ignored for peft."
+        },
     )
 
     def __post_init__(self):
@@ -156,7 +178,8 @@ class DataArguments:
         default=None, metadata={"help": "Sampling weight per training dataset (default: equal, as officially)."}
     )
     dataset_roots: dict | str | None = field(
-        default=None, metadata={"help": "Dataset name -> root folder, e.g. {lasot: /data/LaSOT, got10k: /data/GOT-10k}."}
+        default=None,
+        metadata={"help": "Dataset name -> root folder, e.g. {lasot: /data/LaSOT, got10k: /data/GOT-10k}."},
     )
     sequence_cache_dir: str | None = field(default=None, metadata={"help": "Where parsed sequence lists are cached."})
     samples_per_epoch: int = field(default=131072, metadata={"help": "Training pairs per epoch (official: 131072)."})
@@ -197,7 +220,9 @@ class DataArguments:
                     f"{len(self.train_datasets)} train_datasets; give one weight per dataset."
                 )
             if any(w < 0 for w in self.train_dataset_weights) or sum(self.train_dataset_weights) <= 0:
-                raise ValueError(f"train_dataset_weights must be >= 0 with a positive sum, got {self.train_dataset_weights}.")
+                raise ValueError(
+                    f"train_dataset_weights must be >= 0 with a positive sum, got {self.train_dataset_weights}."
+                )
         if self.tracking_eval_dataset:
             parse_dataset_entry(self.tracking_eval_dataset)
         if len(self.synthetic_frame_size) != 2:
@@ -250,7 +275,9 @@ class TrainArguments:
     )
     mixed_precision: str | None = field(
         default=None,
-        metadata={"help": "no | fp16 | bf16. Default: what `accelerate launch`/its config says (recorded in train_config.json)."},
+        metadata={
+            "help": "no | fp16 | bf16. Default: what `accelerate launch`/its config says (recorded in train_config.json)."
+        },
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations in backward."})
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model (official: on)."})
@@ -268,20 +295,29 @@ class TrainArguments:
     validation_steps: int = field(default=1024, metadata={"help": "Validation loss every N steps (0 = off)."})
     tracking_eval_steps: int = field(default=10240, metadata={"help": "Tracking evaluation every N steps (0 = off)."})
     log_sample_ids: bool = field(
-        default=False, metadata={"help": "Write the sample indices each rank trains on to <output_dir>/sample_ids/ (debug)."}
+        default=False,
+        metadata={"help": "Write the sample indices each rank trains on to <output_dir>/sample_ids/ (debug)."},
     )
 
     def __post_init__(self):
         if self.mixed_precision is not None:
             _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION_CHOICES)
         _check_choice("report_to", self.report_to, REPORT_TO_CHOICES)
-        for name in ("num_train_epochs", "global_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "logging_steps"):
+        for name in (
+            "num_train_epochs",
+            "global_batch_size",
+            "gradient_accumulation_steps",
+            "checkpointing_steps",
+            "logging_steps",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.max_train_steps is not None and self.max_train_steps <= 0:
             raise ValueError(f"max_train_steps must be positive, got {self.max_train_steps}.")
         if self.checkpoints_total_limit is not None and self.checkpoints_total_limit <= 0:
-            raise ValueError(f"checkpoints_total_limit must be positive (or None for no limit), got {self.checkpoints_total_limit}.")
+            raise ValueError(
+                f"checkpoints_total_limit must be positive (or None for no limit), got {self.checkpoints_total_limit}."
+            )
         if self.warmup_epochs < 0 or self.learning_rate <= 0:
             raise ValueError("warmup_epochs must be >= 0 and learning_rate > 0.")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
@@ -341,7 +377,9 @@ def load_recipe(path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict[st
     with open(path, encoding="utf-8") as handle:
         recipe = yaml.safe_load(handle) or {}
     if not isinstance(recipe, dict):
-        raise ValueError(f"{path}: a recipe is a mapping of groups ({', '.join(ARGUMENT_GROUPS)}), got {type(recipe).__name__}.")
+        raise ValueError(
+            f"{path}: a recipe is a mapping of groups ({', '.join(ARGUMENT_GROUPS)}), got {type(recipe).__name__}."
+        )
     merged: dict[str, dict[str, Any]] = {}
     base = recipe.pop("base", None)
     if base is not None:

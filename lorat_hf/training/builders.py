@@ -27,6 +27,8 @@ def tracker_config_from_args(model_args: ModelArguments, peft_args: PeftArgument
         overrides["template_size"] = model_args.template_size
     if model_args.search_size is not None:
         overrides["search_size"] = model_args.search_size
+    if model_args.search_area_factor is not None:
+        overrides["search_area_factor"] = model_args.search_area_factor
     if model_args.backbone_name_or_path is not None:
         overrides["backbone_name_or_path"] = model_args.backbone_name_or_path
     if model_args.initializer_range is not None:

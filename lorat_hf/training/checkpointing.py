@@ -134,7 +134,9 @@ def resolve_checkpoint(spec: str, checkpoints_dir: str | os.PathLike) -> Path | 
         return found
     folder = Path(spec)
     if not folder.is_dir():
-        raise FileNotFoundError(f"Checkpoint {spec!r} does not exist. Pass 'latest' or a checkpoints/checkpoint-<step> folder.")
+        raise FileNotFoundError(
+            f"Checkpoint {spec!r} does not exist. Pass 'latest' or a checkpoints/checkpoint-<step> folder."
+        )
     if read_checkpoint_marker(folder) is None:
         raise ValueError(
             f"Checkpoint {spec!r} is incomplete: {COMPLETE_MARKER_NAME} is missing or does not match the files (the "
@@ -209,7 +211,9 @@ def load_trainable_weights(model: nn.Module, path: str | os.PathLike) -> None:
     for name, tensor in tensors.items():
         target = parameters[name]
         if target.shape != tensor.shape:
-            raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(target.shape)}.")
+            raise ValueError(
+                f"{path}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(target.shape)}."
+            )
         target.copy_(tensor.to(device=target.device, dtype=target.dtype))
 
 

@@ -35,7 +35,11 @@ def no_weight_decay_names(model: nn.Module, patterns: Iterable[str] = NO_WEIGHT_
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        if name.startswith(norm_prefixes) or parameter.squeeze().ndim <= 1 or any(pattern in name for pattern in patterns):
+        if (
+            name.startswith(norm_prefixes)
+            or parameter.squeeze().ndim <= 1
+            or any(pattern in name for pattern in patterns)
+        ):
             names.add(name)
     return names
 

@@ -55,7 +55,9 @@ def parameter_dtypes(model: nn.Module) -> dict[str, dict[str, int]]:
     """`{"trainable": {dtype: elements}, "frozen": {dtype: elements}}`, for logs and train_config.json."""
     summary: dict[str, Counter] = {"trainable": Counter(), "frozen": Counter()}
     for parameter in model.parameters():
-        summary["trainable" if parameter.requires_grad else "frozen"][str(parameter.dtype).replace("torch.", "")] += parameter.numel()
+        summary["trainable" if parameter.requires_grad else "frozen"][str(parameter.dtype).replace("torch.", "")] += (
+            parameter.numel()
+        )
     return {key: dict(value) for key, value in summary.items()}
 
 

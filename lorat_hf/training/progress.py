@@ -66,7 +66,9 @@ def plan_batches(
     if samples_per_epoch % global_batch_size:
         logger.warning(
             "samples_per_epoch=%d is not a multiple of the global batch %d: each epoch uses the first %d samples.",
-            samples_per_epoch, global_batch_size, steps_per_epoch * global_batch_size,
+            samples_per_epoch,
+            global_batch_size,
+            steps_per_epoch * global_batch_size,
         )
     return BatchPlan(
         global_batch_size=global_batch_size,

@@ -14,7 +14,9 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def evaluate_loss(model: torch.nn.Module, dataloader, accelerator, drop_keys: tuple[str, ...] = ("sample_index",)) -> dict[str, float]:
+def evaluate_loss(
+    model: torch.nn.Module, dataloader, accelerator, drop_keys: tuple[str, ...] = ("sample_index",)
+) -> dict[str, float]:
     """Mean validation loss terms over every batch of every rank.
 
     Collective: call it on EVERY rank (the criterion averages positives over ranks, and the sums are reduced). The
@@ -85,7 +87,11 @@ def evaluate_tracking(
     try:
         with isolated_rng():
             states = initialize_targets(
-                model, image_processor, [t.frame(0) for t in tracks], [t.boxes_xyxy[0] for t in tracks], list(range(len(tracks)))
+                model,
+                image_processor,
+                [t.frame(0) for t in tracks],
+                [t.boxes_xyxy[0] for t in tracks],
+                list(range(len(tracks))),
             )
             predictions = [np.full((len(t), 4), np.nan) for t in tracks]
             for index, track in enumerate(tracks):
@@ -112,6 +118,8 @@ def evaluate_tracking(
         xywh[:, :2] += track.coordinate_offset  # results are written in the benchmark's own convention
         scored.append(SequenceData(track.name, track.groundtruth_xywh, [xywh], visible=track.visible))
     report = evaluate_sequences(protocol, scored, dataset=tracks[0].dataset)
-    metrics = {f"track_{key}": float(report.metrics[key]) for key in ("success_auc", "precision", "normalized_precision")}
+    metrics = {
+        f"track_{key}": float(report.metrics[key]) for key in ("success_auc", "precision", "normalized_precision")
+    }
     metrics["track_num_sequences"] = float(report.num_sequences)
     return metrics
