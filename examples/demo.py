@@ -138,7 +138,9 @@ def draw_picture(sequence, boxes_xywh: np.ndarray, scores: np.ndarray, count: in
         frame = draw_box(frame, xywh_to_xyxy(boxes_xywh[index]), scores[index], color=TRACKER_COLOR)
         label_origin = (6, frame.shape[0] - 8)
         cv2.putText(frame, f"frame {index}", label_origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(frame, f"frame {index}", label_origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            frame, f"frame {index}", label_origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA
+        )
         tiles.append(frame)
     gap = np.full((tiles[0].shape[0], 4, 3), 255, dtype=np.uint8)
     row = np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     gt = np.asarray(sequence.groundtruth_xywh, dtype=np.float64)
     print(
         f"{sequence.name}: {len(sequence.frame_paths)} frames {config.frame_size[0]}x{config.frame_size[1]}, "
-        f"\"{json.loads((Path(sequence.frame_paths[0]).parents[1] / 'synthetic.json').read_text())['description']}\"; "
+        f'"{json.loads((Path(sequence.frame_paths[0]).parents[1] / "synthetic.json").read_text())["description"]}"; '
         f"first box x,y,w,h = {', '.join(f'{v:.1f}' for v in gt[0])}"
     )
 

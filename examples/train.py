@@ -155,7 +155,7 @@ def load_sequence_table(entry: str, data_args: DataArguments, output_dir: Path, 
         if root is None:
             raise ValueError(
                 f"No root folder for dataset {name!r}: add it to dataset_roots in the recipe, e.g. "
-                f"--dataset_roots '{{\"{name}\": \"/data/{name}\"}}'."
+                f'--dataset_roots \'{{"{name}": "/data/{name}"}}\'.'
             )
         return load_sequences(name, root, split, cache_dir=data_args.sequence_cache_dir)
 
@@ -332,7 +332,11 @@ def truncate_metrics(output_dir: Path, last_step: int) -> None:
     path = output_dir / "logs" / METRICS_FILE
     if not path.is_file():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= last_step]
+    kept = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line and json.loads(line)["step"] <= last_step
+    ]
     write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
@@ -343,7 +347,13 @@ def truncate_metrics(output_dir: Path, last_step: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_train_args(argv)
-    model_args, peft_args, data_args, training, hub = config.model, config.peft, config.data, config.training, config.hub
+    model_args, peft_args, data_args, training, hub = (
+        config.model,
+        config.peft,
+        config.data,
+        config.training,
+        config.hub,
+    )
     check_trackers(training.report_to)
     output_dir = Path(training.output_dir).resolve()
 
@@ -406,11 +416,16 @@ def main(argv: list[str] | None = None) -> None:
     if training.gradient_checkpointing:
         enable_activation_checkpointing(base_model)
     total_params, trainable_params = count_parameters(model)
-    logger.info(f"Parameters: {total_params:,} total, {trainable_params:,} trainable ({100 * trainable_params / total_params:.2f}%)")
+    logger.info(
+        f"Parameters: {total_params:,} total, {trainable_params:,} trainable ({100 * trainable_params / total_params:.2f}%)"
+    )
 
     # ----- data, optimizer, schedule -----
     plan = plan_batches(
-        training.global_batch_size, accelerator.num_processes, training.gradient_accumulation_steps, data_args.samples_per_epoch
+        training.global_batch_size,
+        accelerator.num_processes,
+        training.gradient_accumulation_steps,
+        data_args.samples_per_epoch,
     )
     train_loader, loader_generator, val_loader, tracking_sequences = build_dataloaders(
         config, image_processor, plan, accelerator, output_dir
@@ -435,7 +450,8 @@ def main(argv: list[str] | None = None) -> None:
     accelerator.register_for_checkpointing(lr_scheduler)
     progress = TrainingProgress()
     sharded_weights = accelerator.distributed_type == DistributedType.FSDP or (
-        accelerator.distributed_type == DistributedType.DEEPSPEED and accelerator.state.deepspeed_plugin.zero_stage == 3
+        accelerator.distributed_type == DistributedType.DEEPSPEED
+        and accelerator.state.deepspeed_plugin.zero_stage == 3
     )
 
     def unwrap(wrapped: torch.nn.Module) -> torch.nn.Module:
@@ -467,7 +483,10 @@ def main(argv: list[str] | None = None) -> None:
     if resume_path is not None:
         with open(resume_path / TRAINING_STATE_NAME, encoding="utf-8") as handle:
             saved = json.load(handle)
-        if saved["batch_plan"]["global_batch_size"] != plan.global_batch_size or saved["batch_plan"]["steps_per_epoch"] != plan.steps_per_epoch:
+        if (
+            saved["batch_plan"]["global_batch_size"] != plan.global_batch_size
+            or saved["batch_plan"]["steps_per_epoch"] != plan.steps_per_epoch
+        ):
             raise ValueError(
                 f"{resume_path} was written with global_batch_size={saved['batch_plan']['global_batch_size']} and "
                 f"{saved['batch_plan']['steps_per_epoch']} steps per epoch; this run has {plan.global_batch_size} and "
@@ -476,7 +495,9 @@ def main(argv: list[str] | None = None) -> None:
         if saved["batch_plan"]["num_processes"] != plan.num_processes:
             logger.warning(
                 "Resuming with %d processes, the checkpoint used %d: the data order is unchanged but per-rank RNG "
-                "streams (drop path) differ from an uninterrupted run.", plan.num_processes, saved["batch_plan"]["num_processes"]
+                "streams (drop path) differ from an uninterrupted run.",
+                plan.num_processes,
+                saved["batch_plan"]["num_processes"],
             )
         accelerator.load_state(str(resume_path))
         progress = TrainingProgress.from_dict(saved["progress"])
@@ -503,7 +524,9 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.wait_for_everyone()
         accelerator.save_state(str(folder))  # every rank (DeepSpeed/FSDP need all of them)
         if accelerator.is_main_process:
-            write_json_atomic(folder / TRAINING_STATE_NAME, {"progress": progress.to_dict(), "batch_plan": plan.to_dict()})
+            write_json_atomic(
+                folder / TRAINING_STATE_NAME, {"progress": progress.to_dict(), "batch_plan": plan.to_dict()}
+            )
         export(folder / EXPORT_DIRNAME)
         if accelerator.is_main_process:
             mark_checkpoint_complete(folder, progress.global_step)  # LAST: only now does the checkpoint count
@@ -557,7 +580,9 @@ def main(argv: list[str] | None = None) -> None:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             terms = output.loss_dict
-            window += torch.stack([output.loss.detach(), terms["cls_loss"], terms["reg_loss"], torch.ones((), device=window.device)]).to(window)
+            window += torch.stack(
+                [output.loss.detach(), terms["cls_loss"], terms["reg_loss"], torch.ones((), device=window.device)]
+            ).to(window)
             if sample_log is not None:
                 sample_log.write(json.dumps({"step": progress.global_step, "samples": sample_index.tolist()}) + "\n")
             if not accelerator.sync_gradients:

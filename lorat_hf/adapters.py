@@ -92,7 +92,12 @@ def tie_swiglu_lora_a_(model: torch.nn.Module, adapter_name: str = "default") ->
         if not isinstance(module, Dinov2SwiGLUFFN):
             continue
         gate, up = module.gate_proj, module.up_proj
-        if isinstance(gate, LoraLayer) and isinstance(up, LoraLayer) and adapter_name in gate.lora_A and adapter_name in up.lora_A:
+        if (
+            isinstance(gate, LoraLayer)
+            and isinstance(up, LoraLayer)
+            and adapter_name in gate.lora_A
+            and adapter_name in up.lora_A
+        ):
             up.lora_A[adapter_name].weight = gate.lora_A[adapter_name].weight
             tied += 1
     return tied

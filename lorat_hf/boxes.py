@@ -147,7 +147,7 @@ def box_iou_and_giou(
     inter = inter_wh[..., 0] * inter_wh[..., 1]
     union = (area_a + area_b - inter).clamp(min=eps)
     iou = inter / union
-    enclose_wh = (torch.maximum(boxes_a[..., 2:], boxes_b[..., 2:]) - torch.minimum(boxes_a[..., :2], boxes_b[..., :2]))
+    enclose_wh = torch.maximum(boxes_a[..., 2:], boxes_b[..., 2:]) - torch.minimum(boxes_a[..., :2], boxes_b[..., :2])
     enclose = (enclose_wh[..., 0] * enclose_wh[..., 1]).clamp(min=eps)
     giou = iou - (enclose - union) / enclose
     return iou, giou

@@ -61,7 +61,9 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(path)
         except Exception as error:  # safetensors raises its own error types
             if path.endswith(".safetensors"):
-                raise CheckpointError(f"{path!r} is not a readable safetensors file ({error}); is it truncated?") from error
+                raise CheckpointError(
+                    f"{path!r} is not a readable safetensors file ({error}); is it truncated?"
+                ) from error
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -111,7 +113,7 @@ def official_backbone_to_hf(state_dict: dict[str, torch.Tensor]) -> dict[str, to
         if module in ("ls1", "ls2") and param == "gamma":
             out[f"{prefix}layer_scale{module[-1]}.lambda1"] = tensor
         elif module == "attn.qkv":
-            for name, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0), strict=True):
                 out[f"{prefix}attention.{name}.{param}"] = part.clone()
         elif module == "mlp.w12":
             gate, up = tensor.chunk(2, dim=0)
@@ -136,7 +138,9 @@ def infer_dinov2_config(hf_state: dict[str, torch.Tensor], num_heads: int) -> Di
     hidden, patch = projection.shape[0], projection.shape[-1]
     depth = 1 + max((int(k.split(".")[2]) for k in hf_state if k.startswith("encoder.layer.")), default=-1)
     swiglu = "encoder.layer.0.mlp.gate_proj.weight" in hf_state
-    mlp_hidden = hf_state["encoder.layer.0.mlp.gate_proj.weight" if swiglu else "encoder.layer.0.mlp.fc1.weight"].shape[0]
+    mlp_hidden = hf_state[
+        "encoder.layer.0.mlp.gate_proj.weight" if swiglu else "encoder.layer.0.mlp.fc1.weight"
+    ].shape[0]
     grid = int(round((table.shape[1] - 1) ** 0.5))
     if hidden % num_heads:
         raise CheckpointError(f"Width {hidden} is not divisible by num_heads={num_heads}.")
@@ -170,7 +174,9 @@ def load_dinov2(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return official_backbone_to_hf(load_state_dict(path))
 
 
-def split_official_lorat(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+def split_official_lorat(
+    state: dict[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
     """Split an official LoRAT file into (trainable tensors, frozen backbone tensors, meta scalars)."""
     trainable, frozen, meta = {}, {}, {}
     for key, tensor in state.items():
@@ -273,7 +279,9 @@ def build_tracker_config(
         config.search_area_factor = search_area_factor
     for name, size in (("template_size", template_size), ("search_size", search_size)):
         if size is not None and variant is not None and getattr(config, name) != size:
-            raise ValueError(f"--{name.replace('_', '-')} {size} contradicts variant {variant} ({getattr(config, name)}).")
+            raise ValueError(
+                f"--{name.replace('_', '-')} {size} contradicts variant {variant} ({getattr(config, name)})."
+            )
     return config
 
 
@@ -297,7 +305,9 @@ def _load_trainable(peft_model, plain: dict[str, torch.Tensor], lora: dict[str, 
                 continue
             target = getattr(module, attr)["default"].weight
             if target.shape != tensors[which].shape:
-                problems.append(f"{path} LoRA {which}: checkpoint {tuple(tensors[which].shape)} vs model {tuple(target.shape)}")
+                problems.append(
+                    f"{path} LoRA {which}: checkpoint {tuple(tensors[which].shape)} vs model {tuple(target.shape)}"
+                )
             else:
                 target.copy_(tensors[which])
     expected_plain = {}
@@ -366,7 +376,9 @@ def convert(
     config = build_tracker_config(
         dinov2_config, variant, template_size, search_size, rank, lora_alpha, use_rslora, search_area_factor
     )
-    swiglu_hidden = backbone_state["encoder.layer.0.mlp.gate_proj.weight"].shape[0] if dinov2_config.use_swiglu_ffn else None
+    swiglu_hidden = (
+        backbone_state["encoder.layer.0.mlp.gate_proj.weight"].shape[0] if dinov2_config.use_swiglu_ffn else None
+    )
     plain, lora = official_trainable_to_tracker(trainable, swiglu_hidden)
 
     model = LoraTrackerModel(config)
@@ -387,7 +399,9 @@ def convert(
             elif os.path.isdir(str(dinov2)):
                 config.backbone_name_or_path = os.path.abspath(str(dinov2))
             else:
-                backbone_config = Dinov2Config(**{**dinov2_config.to_dict(), "use_mask_token": "embeddings.mask_token" in backbone_state})
+                backbone_config = Dinov2Config(
+                    **{**dinov2_config.to_dict(), "use_mask_token": "embeddings.mask_token" in backbone_state}
+                )
                 backbone = Dinov2Model(backbone_config)
                 backbone.load_state_dict(backbone_state)
                 backbone.save_pretrained(staging / "backbone")
@@ -424,20 +438,28 @@ def _check_frozen_matches(frozen: dict[str, torch.Tensor], backbone_state: dict[
     if differing:
         logger.warning(
             "%d frozen tensors of the LoRAT state dict differ from the --dinov2 weights (e.g. %s); the --dinov2 "
-            "weights are used.", len(differing), differing[0]
+            "weights are used.",
+            len(differing),
+            differing[0],
         )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lorat_hf.convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dinov2", required=True, help="official DINOv2 .pth/.safetensors or a Hugging Face DINOv2 folder")
-    parser.add_argument("--lorat", required=True, help="official LoRAT release file (.bin = safetensors) or full state dict")
+    parser.add_argument(
+        "--dinov2", required=True, help="official DINOv2 .pth/.safetensors or a Hugging Face DINOv2 folder"
+    )
+    parser.add_argument(
+        "--lorat", required=True, help="official LoRAT release file (.bin = safetensors) or full state dict"
+    )
     parser.add_argument("--output", required=True, help="output folder (adapter folder, or model folder with --merge)")
     parser.add_argument("--variant", help="official variant, e.g. B-224, L-378, g-378")
     parser.add_argument("--num-heads", type=int, help="attention heads (instead of --variant)")
     parser.add_argument("--template-size", type=int, help="template crop size in px (default 112, or the variant's)")
     parser.add_argument("--search-size", type=int, help="search crop size in px (default 224, or the variant's)")
-    parser.add_argument("--search-area-factor", type=float, help="search context factor (default 4.0 at 224, 5.0 at 378)")
+    parser.add_argument(
+        "--search-area-factor", type=float, help="search context factor (default 4.0 at 224, 5.0 at 378)"
+    )
     parser.add_argument("--lora-alpha", type=float, help="LoRA alpha when the file does not store it (default: r)")
     parser.add_argument("--merge", action="store_true", help="merge LoRA and write a plain LoraTrackerModel folder")
     parser.add_argument("--backbone-id", help="DINOv2 the adapter should name, e.g. facebook/dinov2-base")
@@ -446,9 +468,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         output = convert(
-            args.dinov2, args.lorat, args.output, variant=args.variant, num_heads=args.num_heads,
-            template_size=args.template_size, search_size=args.search_size, lora_alpha=args.lora_alpha,
-            merge=args.merge, backbone_id=args.backbone_id, overwrite=args.overwrite,
+            args.dinov2,
+            args.lorat,
+            args.output,
+            variant=args.variant,
+            num_heads=args.num_heads,
+            template_size=args.template_size,
+            search_size=args.search_size,
+            lora_alpha=args.lora_alpha,
+            merge=args.merge,
+            backbone_id=args.backbone_id,
+            overwrite=args.overwrite,
             search_area_factor=args.search_area_factor,
         )
     except (CheckpointError, ValueError, FileNotFoundError, FileExistsError) as error:

@@ -123,7 +123,9 @@ def crop_box_to_image(box_crop_xyxy: np.ndarray, params: np.ndarray, image_wh: S
     return clip_boxes_to_image(map_boxes(box_crop_xyxy, invert_params(params)), image_wh)
 
 
-def pixel_aligned_rois(params: np.ndarray, image_wh: Sequence[int], output_wh: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def pixel_aligned_rois(
+    params: np.ndarray, image_wh: Sequence[int], output_wh: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Integer `(input_roi, output_roi)` (`xyxy`, end-exclusive) that realise `params` on whole pixels.
 
     The image rectangle is mapped into the crop, clipped and rasterised (output ROI); that ROI is mapped back,

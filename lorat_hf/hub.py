@@ -214,7 +214,10 @@ class TrackingResult:
 
     @classmethod
     def from_report(
-        cls, report: Mapping[str, Any] | str | os.PathLike, source_name: str = "lorat-eval", source_url: str | None = None
+        cls,
+        report: Mapping[str, Any] | str | os.PathLike,
+        source_name: str = "lorat-eval",
+        source_url: str | None = None,
     ) -> TrackingResult:
         """Read a `lorat-eval` report: `{"protocol", "dataset", "num_sequences", "metrics": {...}, ...}`.
 
@@ -243,7 +246,9 @@ class TrackingResult:
                 raise ValueError(f"{where}: metric {key!r} is {value!r}, not a finite number.")
             metrics[metric] = float(value) * scale
         if not metrics:
-            raise ValueError(f"{where} has none of the metrics {list(METRIC_NAMES)} (found {list(report['metrics'])}).")
+            raise ValueError(
+                f"{where} has none of the metrics {list(METRIC_NAMES)} (found {list(report['metrics'])})."
+            )
         display, dataset_type = benchmark_names(str(report["dataset"]))
         return cls(
             dataset=display,
@@ -579,7 +584,9 @@ def validate_model_card(card: ModelCard, adapter: bool | None = None, base_model
         )
     for result in data.eval_results or []:
         if result.metric_value is None or not math.isfinite(float(result.metric_value)):
-            problems.append(f"model-index value of {result.dataset_name} {result.metric_type} ({result.metric_value!r})")
+            problems.append(
+                f"model-index value of {result.dataset_name} {result.metric_type} ({result.metric_value!r})"
+            )
     if problems:
         raise ModelCardError("The model card cannot be published; fix its metadata: " + "; ".join(problems) + ".")
 
@@ -673,7 +680,9 @@ def inspect_tracker_folder(folder: str | os.PathLike) -> TrackerFolder:
     """
     path = Path(folder)
     if not path.is_dir():
-        raise FileNotFoundError(f"{str(path)!r} is not a folder. Pass the folder written by training or lorat_hf.convert.")
+        raise FileNotFoundError(
+            f"{str(path)!r} is not a folder. Pass the folder written by training or lorat_hf.convert."
+        )
     names = {p.name for p in path.iterdir()}
     problems: list[str] = []
 
@@ -692,7 +701,9 @@ def inspect_tracker_folder(folder: str | os.PathLike) -> TrackerFolder:
     try:
         config = LoraTrackerConfig.from_json_file(str(path / TRACKER_CONFIG_NAME))
     except Exception as error:
-        raise TrackerFolderError(f"{path / TRACKER_CONFIG_NAME} cannot be read as a tracker config: {error}") from error
+        raise TrackerFolderError(
+            f"{path / TRACKER_CONFIG_NAME} cannot be read as a tracker config: {error}"
+        ) from error
 
     adapter_files = [n for n in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME) if n in names]
     shards = sorted(n for n in names if _SHARD_PATTERN.match(n))
@@ -707,7 +718,9 @@ def inspect_tracker_folder(folder: str | os.PathLike) -> TrackerFolder:
         kind, weight_files = "adapter", [ADAPTER_WEIGHTS_NAME]
         for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME):
             if name not in names:
-                problems.append(f"missing {name} (an adapter folder needs {ADAPTER_CONFIG_NAME} and {ADAPTER_WEIGHTS_NAME})")
+                problems.append(
+                    f"missing {name} (an adapter folder needs {ADAPTER_CONFIG_NAME} and {ADAPTER_WEIGHTS_NAME})"
+                )
         if ADAPTER_CONFIG_NAME in names:
             adapter_config = _read_json(path / ADAPTER_CONFIG_NAME, "adapter config")
             problems.extend(_adapter_config_problems(adapter_config, config, path / ADAPTER_CONFIG_NAME))
@@ -736,7 +749,9 @@ def inspect_tracker_folder(folder: str | os.PathLike) -> TrackerFolder:
 
     has_preprocessor = PREPROCESSOR_CONFIG_NAME in names
     if has_preprocessor:
-        problems.extend(_preprocessor_problems(_read_json(path / PREPROCESSOR_CONFIG_NAME, "preprocessor config"), config))
+        problems.extend(
+            _preprocessor_problems(_read_json(path / PREPROCESSOR_CONFIG_NAME, "preprocessor config"), config)
+        )
     train_config = None
     if TRAIN_CONFIG_NAME in names:
         train_config = _read_json(path / TRAIN_CONFIG_NAME, "training config")
@@ -746,7 +761,9 @@ def inspect_tracker_folder(folder: str | os.PathLike) -> TrackerFolder:
         else:
             secrets = _find_credentials(train_config)
             if secrets:
-                problems.append(f"{TRAIN_CONFIG_NAME} holds credential-like fields {secrets}: remove them before publishing")
+                problems.append(
+                    f"{TRAIN_CONFIG_NAME} holds credential-like fields {secrets}: remove them before publishing"
+                )
     eval_results = None
     if EVAL_RESULTS_NAME in names:
         eval_results = _read_json(path / EVAL_RESULTS_NAME, "evaluation results")
@@ -781,7 +798,9 @@ def _adapter_config_problems(adapter_config: Any, config: LoraTrackerConfig, whe
     problems = []
     peft_type = adapter_config.get("peft_type")
     if peft_type not in ("LORA", "IA3"):
-        problems.append(f"{where.name} has peft_type {peft_type!r}; lorat_hf trackers use LORA (incl. DoRA/rsLoRA) or IA3")
+        problems.append(
+            f"{where.name} has peft_type {peft_type!r}; lorat_hf trackers use LORA (incl. DoRA/rsLoRA) or IA3"
+        )
     saved = adapter_config.get("modules_to_save") or []
     missing = [name for name in MODULES_TO_SAVE if name not in saved]
     if missing:
@@ -959,7 +978,8 @@ def assemble_upload_folder(
             if adapter_config.get("base_model_name_or_path") != hub_id:
                 logger.info(
                     "adapter_config.json: base_model_name_or_path %r -> %r",
-                    adapter_config.get("base_model_name_or_path"), hub_id,
+                    adapter_config.get("base_model_name_or_path"),
+                    hub_id,
                 )
                 adapter_config["base_model_name_or_path"] = hub_id
             _write_json(staging / ADAPTER_CONFIG_NAME, adapter_config)
@@ -1064,9 +1084,7 @@ def _save_model(model: PeftModel | LoraTrackerModel, folder: Path) -> None:
         model.save_pretrained(folder)
         config = model.config
     else:
-        raise TypeError(
-            f"Expected a folder, a PeftModel or a LoraTrackerModel, got {type(model).__name__}."
-        )
+        raise TypeError(f"Expected a folder, a PeftModel or a LoraTrackerModel, got {type(model).__name__}.")
     LoraTrackerImageProcessor.from_tracker_config(config).save_pretrained(str(folder))
 
 
@@ -1172,7 +1190,8 @@ def push_tracker_to_hub(
             if private and not api.repo_info(repo_id).private:
                 logger.warning(
                     "%s already exists and is public: `private` only applies to new repositories. Change the "
-                    "visibility in the repository settings if it must be private.", repo_id,
+                    "visibility in the repository settings if it must be private.",
+                    repo_id,
                 )
             if revision is not None:
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -1232,7 +1251,9 @@ def load_additional_adapter(
     config_file = _resolve_file(path, TRACKER_CONFIG_NAME, download_kwargs)
     adapter_config_file = _resolve_file(path, ADAPTER_CONFIG_NAME, download_kwargs)
     if config_file is None or adapter_config_file is None:
-        missing = [n for n, f in ((TRACKER_CONFIG_NAME, config_file), (ADAPTER_CONFIG_NAME, adapter_config_file)) if f is None]
+        missing = [
+            n for n, f in ((TRACKER_CONFIG_NAME, config_file), (ADAPTER_CONFIG_NAME, adapter_config_file)) if f is None
+        ]
         raise OSError(f"{path!r} is not a tracker adapter: it has no {' or '.join(missing)}.")
     config = LoraTrackerConfig.from_json_file(config_file)
     loaded = model.get_base_model().config

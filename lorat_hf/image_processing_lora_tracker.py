@@ -36,7 +36,9 @@ def to_rgb_array(frame: FrameInput) -> np.ndarray:
         return np.array(frame.convert("RGB"))  # a writable copy
     if isinstance(frame, torch.Tensor):
         if frame.dtype != torch.uint8:
-            raise ValueError(f"Torch frames must be uint8 (0..255), got {frame.dtype}; multiply by 255 and cast first.")
+            raise ValueError(
+                f"Torch frames must be uint8 (0..255), got {frame.dtype}; multiply by 255 and cast first."
+            )
         if frame.ndim == 3 and frame.shape[0] == 3 and frame.shape[-1] != 3:
             frame = frame.permute(1, 2, 0)
         frame = frame.cpu().numpy()
@@ -153,7 +155,9 @@ class LoraTrackerImageProcessor(CropGeometry, BaseImageProcessor):
     ) -> SearchInputs:
         """Search crop around `reference_box_xyxy` (grown to `min_object_size`), padded with `padding_color`."""
         frame = to_rgb_array(frame)
-        params = search_crop_params(reference_box_xyxy, self.search_area_factor, self.search_size_wh, self.min_object_size)
+        params = search_crop_params(
+            reference_box_xyxy, self.search_area_factor, self.search_size_wh, self.min_object_size
+        )
         crop = crop_image(frame, params, self.search_size_wh, padding_color)
         return SearchInputs(self.normalize_crop(crop.image), crop.params)
 
@@ -211,7 +215,7 @@ class LoraTrackerImageProcessor(CropGeometry, BaseImageProcessor):
 
         images = images if isinstance(images, list) else [images]
         boxes_xyxy = to_xyxy(np.asarray(boxes, dtype=np.float64).reshape(len(images), 4), box_format)
-        templates = [self.prepare_template(frame, box) for frame, box in zip(images, boxes_xyxy)]
+        templates = [self.prepare_template(frame, box) for frame, box in zip(images, boxes_xyxy, strict=True)]
         data = {
             "template_pixel_values": torch.stack([t.pixel_values for t in templates]),
             "template_token_type_ids": torch.stack([t.token_type_ids for t in templates]),
@@ -219,12 +223,16 @@ class LoraTrackerImageProcessor(CropGeometry, BaseImageProcessor):
         }
         if search_images is not None:
             search_images = search_images if isinstance(search_images, list) else [search_images]
-            references = boxes_xyxy if search_reference_boxes is None else to_xyxy(
-                np.asarray(search_reference_boxes, dtype=np.float64).reshape(len(search_images), 4), box_format
+            references = (
+                boxes_xyxy
+                if search_reference_boxes is None
+                else to_xyxy(
+                    np.asarray(search_reference_boxes, dtype=np.float64).reshape(len(search_images), 4), box_format
+                )
             )
             searches = [
                 self.prepare_search(frame, box, template.padding_color)
-                for frame, box, template in zip(search_images, references, templates)
+                for frame, box, template in zip(search_images, references, templates, strict=True)
             ]
             data["search_pixel_values"] = torch.stack([s.pixel_values for s in searches])
             data["search_params"] = torch.from_numpy(np.stack([s.params for s in searches]))

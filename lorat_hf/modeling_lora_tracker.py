@@ -102,7 +102,9 @@ class LoraTrackerEmbeddings(nn.Module):
         self.patch_embeddings = Dinov2PatchEmbeddings(config.dinov2_config)
         grid_w, grid_h = config.search_grid_wh
         # DINOv2's table resampled to the SEARCH grid; frozen. The template uses its top-left slice.
-        self.position_embeddings = nn.Parameter(torch.zeros(1, grid_h * grid_w, config.hidden_size), requires_grad=False)
+        self.position_embeddings = nn.Parameter(
+            torch.zeros(1, grid_h * grid_w, config.hidden_size), requires_grad=False
+        )
         self.token_type_embeddings = nn.Embedding(config.num_token_types, config.hidden_size)
 
     def embed_template(self, pixel_values: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
@@ -257,14 +259,26 @@ class LoraTrackerModel(LoraTrackerPreTrainedModel):
         table = source.pop("embeddings.position_embeddings", None)
         if table is None:
             raise ValueError("The DINOv2 state dict has no 'embeddings.position_embeddings'.")
-        own = {k: v for k, v in self.state_dict().items() if k.startswith(("embeddings.patch_embeddings", "encoder.", "layernorm."))}
+        own = {
+            k: v
+            for k, v in self.state_dict().items()
+            if k.startswith(("embeddings.patch_embeddings", "encoder.", "layernorm."))
+        }
         missing = sorted(set(own) - set(source))
         unexpected = sorted(set(source) - set(own) - ignored)
-        mismatched = sorted(f"{k}: checkpoint {tuple(source[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in source and source[k].shape != own[k].shape)
+        mismatched = sorted(
+            f"{k}: checkpoint {tuple(source[k].shape)} vs model {tuple(own[k].shape)}"
+            for k in own
+            if k in source and source[k].shape != own[k].shape
+        )
         if missing or unexpected or mismatched:
             raise ValueError(
                 "The DINOv2 weights do not fit this tracker config:\n"
-                + "".join(f"  {title}: {items}\n" for title, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mismatched)) if items)
+                + "".join(
+                    f"  {title}: {items}\n"
+                    for title, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mismatched))
+                    if items
+                )
                 + "Check the variant / num_heads / FFN type of the config against the checkpoint."
             )
         for key, value in source.items():
@@ -355,7 +369,11 @@ class LoraTrackerModel(LoraTrackerPreTrainedModel):
 def check_backbone_matches(expected: Dinov2Config, actual: Dinov2Config, source: str = "the checkpoint") -> None:
     """Raise a `ValueError` naming each backbone field where a tracker config and a DINOv2 config disagree."""
     fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "use_swiglu_ffn", "patch_size", "mlp_ratio")
-    diffs = [f"{f}: config {getattr(expected, f)} vs {getattr(actual, f)}" for f in fields if getattr(expected, f) != getattr(actual, f)]
+    diffs = [
+        f"{f}: config {getattr(expected, f)} vs {getattr(actual, f)}"
+        for f in fields
+        if getattr(expected, f) != getattr(actual, f)
+    ]
     if diffs:
         raise ValueError(f"The DINOv2 backbone in {source} does not match the tracker config: " + "; ".join(diffs))
 

@@ -25,7 +25,9 @@ from lorat_hf.configuration_lora_tracker import BACKBONES
 from lorat_hf.hub import CODE_URL, PAPER_URL, TrackingResult, build_model_card, count_tracker_parameters
 
 CARDS_DIR = Path(__file__).resolve().parent
-REPORTS_DIR = CARDS_DIR / "reports"  # reports/<card name>/*.json: lorat-eval reports measured on a converted checkpoint
+REPORTS_DIR = (
+    CARDS_DIR / "reports"
+)  # reports/<card name>/*.json: lorat-eval reports measured on a converted checkpoint
 HUB_NAMESPACE = "lorat-hf"
 RELEASE_FOLDER_URL = "https://drive.google.com/drive/folders/1FvViP0MCSiAu2FSrNjg7XEORn74yOBdD"
 DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{size}14/dinov2_vit{size}14_pretrain.pth"
@@ -45,7 +47,9 @@ class Reported:
 
     def result(self) -> TrackingResult:
         name, url, confirmed = self.source
-        return TrackingResult.for_benchmark(self.benchmark, self.metrics, source_name=name, source_url=url, confirmed=confirmed)
+        return TrackingResult.for_benchmark(
+            self.benchmark, self.metrics, source_name=name, source_url=url, confirmed=confirmed
+        )
 
 
 def suc_pn_p(benchmark: str, suc: float, p_norm: float | None, p: float | None, source) -> Reported:
@@ -75,41 +79,66 @@ class OfficialCheckpoint:
 
 MAIN_BENCHMARKS = ("LaSOT", "LaSOT_ext", "TrackingNet", "TNL2K", "VastTrack")
 MAIN = [
-    OfficialCheckpoint("B-224", "base.bin", results=(
-        suc_pn_p("LaSOT", 71.7, 80.9, 77.3, PAPER),
-        suc_pn_p("LaSOT_ext", 50.3, 61.6, 57.1, QUOTED),
-        suc_pn_p("TrackingNet", 83.5, 87.9, 82.1, QUOTED),
-        suc_pn_p("TNL2K", 58.8, None, 61.3, PAPER),
-        suc_pn_p("VastTrack", 38.7, 41.1, 37.8, README),
-    )),
-    OfficialCheckpoint("B-378", "base-378.bin", results=(
-        suc_pn_p("LaSOT", 72.9, None, None, SECONDARY),
-        suc_pn_p("VastTrack", 40.4, 43.4, 40.7, README),
-    ), not_reported=("LaSOT_ext", "TrackingNet", "TNL2K")),
-    OfficialCheckpoint("L-224", "large.bin", results=(
-        suc_pn_p("LaSOT", 74.2, 83.6, 80.9, QUOTED),
-        suc_pn_p("LaSOT_ext", 52.8, 64.7, 60.0, QUOTED),
-        suc_pn_p("TrackingNet", 85.0, 89.5, 84.4, QUOTED),
-        suc_pn_p("TNL2K", 61.1, None, None, QUOTED),
-        suc_pn_p("VastTrack", 41.6, 45.0, 42.3, README),
-    ), notes=("The paper's abstract gives the same LaSOT success (0.742) for this variant.",)),
-    OfficialCheckpoint("L-378", "large-378.bin", results=(
-        suc_pn_p("LaSOT", 75.1, 84.1, 82.0, PAPER),
-        suc_pn_p("LaSOT_ext", 56.6, 69.0, 65.1, QUOTED),
-        suc_pn_p("TrackingNet", 85.6, 89.7, 85.4, QUOTED),
-        suc_pn_p("TNL2K", 62.3, None, 67.0, PAPER),
-        suc_pn_p("VastTrack", 43.9, 47.7, 45.8, README),
-    )),
-    OfficialCheckpoint("g-224", "giant.bin", results=(
-        suc_pn_p("VastTrack", 43.0, 47.2, 44.7, README),
-    ), not_reported=("LaSOT", "LaSOT_ext", "TrackingNet", "TNL2K")),
-    OfficialCheckpoint("g-378", "giant-378.bin", results=(
-        suc_pn_p("LaSOT", 76.2, None, None, SECONDARY),
-        suc_pn_p("LaSOT_ext", 56.5, None, None, SECONDARY),
-        suc_pn_p("TrackingNet", 86.0, None, None, SECONDARY),
-        suc_pn_p("TNL2K", 62.7, None, None, SECONDARY),
-        suc_pn_p("VastTrack", 46.0, 50.4, 48.8, README),
-    )),
+    OfficialCheckpoint(
+        "B-224",
+        "base.bin",
+        results=(
+            suc_pn_p("LaSOT", 71.7, 80.9, 77.3, PAPER),
+            suc_pn_p("LaSOT_ext", 50.3, 61.6, 57.1, QUOTED),
+            suc_pn_p("TrackingNet", 83.5, 87.9, 82.1, QUOTED),
+            suc_pn_p("TNL2K", 58.8, None, 61.3, PAPER),
+            suc_pn_p("VastTrack", 38.7, 41.1, 37.8, README),
+        ),
+    ),
+    OfficialCheckpoint(
+        "B-378",
+        "base-378.bin",
+        results=(
+            suc_pn_p("LaSOT", 72.9, None, None, SECONDARY),
+            suc_pn_p("VastTrack", 40.4, 43.4, 40.7, README),
+        ),
+        not_reported=("LaSOT_ext", "TrackingNet", "TNL2K"),
+    ),
+    OfficialCheckpoint(
+        "L-224",
+        "large.bin",
+        results=(
+            suc_pn_p("LaSOT", 74.2, 83.6, 80.9, QUOTED),
+            suc_pn_p("LaSOT_ext", 52.8, 64.7, 60.0, QUOTED),
+            suc_pn_p("TrackingNet", 85.0, 89.5, 84.4, QUOTED),
+            suc_pn_p("TNL2K", 61.1, None, None, QUOTED),
+            suc_pn_p("VastTrack", 41.6, 45.0, 42.3, README),
+        ),
+        notes=("The paper's abstract gives the same LaSOT success (0.742) for this variant.",),
+    ),
+    OfficialCheckpoint(
+        "L-378",
+        "large-378.bin",
+        results=(
+            suc_pn_p("LaSOT", 75.1, 84.1, 82.0, PAPER),
+            suc_pn_p("LaSOT_ext", 56.6, 69.0, 65.1, QUOTED),
+            suc_pn_p("TrackingNet", 85.6, 89.7, 85.4, QUOTED),
+            suc_pn_p("TNL2K", 62.3, None, 67.0, PAPER),
+            suc_pn_p("VastTrack", 43.9, 47.7, 45.8, README),
+        ),
+    ),
+    OfficialCheckpoint(
+        "g-224",
+        "giant.bin",
+        results=(suc_pn_p("VastTrack", 43.0, 47.2, 44.7, README),),
+        not_reported=("LaSOT", "LaSOT_ext", "TrackingNet", "TNL2K"),
+    ),
+    OfficialCheckpoint(
+        "g-378",
+        "giant-378.bin",
+        results=(
+            suc_pn_p("LaSOT", 76.2, None, None, SECONDARY),
+            suc_pn_p("LaSOT_ext", 56.5, None, None, SECONDARY),
+            suc_pn_p("TrackingNet", 86.0, None, None, SECONDARY),
+            suc_pn_p("TNL2K", 62.7, None, None, SECONDARY),
+            suc_pn_p("VastTrack", 46.0, 50.4, 48.8, README),
+        ),
+    ),
 ]
 GOT10K = [
     OfficialCheckpoint("B-224", "GOT10k/base.bin", True, (got10k(72.1, 81.8, 70.7, PAPER),)),
@@ -144,12 +173,21 @@ def training_rows(checkpoint: OfficialCheckpoint, config: LoraTrackerConfig) -> 
         ),
         ("Augmentation", "horizontal flip, colour jitter 0.4, and one of grayscale / solarize / Gaussian blur"),
         ("Length", length),
-        ("Optimiser", "AdamW, learning rate 1e-4, weight decay 0.1 (none on norms, biases and embeddings), gradient clipping 1.0"),
+        (
+            "Optimiser",
+            "AdamW, learning rate 1e-4, weight decay 0.1 (none on norms, biases and embeddings), gradient clipping 1.0",
+        ),
         ("Learning-rate schedule", "2 warm-up epochs from 1e-7, then per-iteration cosine decay to 1e-6"),
         ("Precision", "fp16 mixed precision"),
-        ("LoRA", f"r = {config.lora_r}, alpha = {config.lora_alpha:g}, dropout 0, both A and B initialised trunc-normal (std 0.02)"),
+        (
+            "LoRA",
+            f"r = {config.lora_r}, alpha = {config.lora_alpha:g}, dropout 0, both A and B initialised trunc-normal (std 0.02)",
+        ),
         ("Stochastic depth", f"{drop_path:g}" if drop_path else "none"),
-        ("Loss", "IoU-aware binary cross-entropy on the score map + GIoU on the boxes of the positive cells (weights 1 and 1)"),
+        (
+            "Loss",
+            "IoU-aware binary cross-entropy on the score map + GIoU on the boxes of the positive cells (weights 1 and 1)",
+        ),
     ]
 
 
@@ -198,7 +236,8 @@ def render(checkpoint: OfficialCheckpoint, namespace: str = HUB_NAMESPACE) -> st
     )
     reports = measured_reports(checkpoint)
     measured = (
-        " `lorat-eval` rows were measured on the converted weights." if reports
+        " `lorat-eval` rows were measured on the converted weights."
+        if reports
         else " They were not re-measured on the converted weights."
     )
     notes = [
@@ -249,7 +288,9 @@ def _write_atomic(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare the committed cards with their rendering")
-    parser.add_argument("--namespace", default=HUB_NAMESPACE, help=f"Hub namespace of the repos (default {HUB_NAMESPACE})")
+    parser.add_argument(
+        "--namespace", default=HUB_NAMESPACE, help=f"Hub namespace of the repos (default {HUB_NAMESPACE})"
+    )
     args = parser.parse_args(argv)
     stale = []
     for name, text in render_all(args.namespace).items():

@@ -116,7 +116,11 @@ def make_lasot(
         class_name = name.rsplit("-", 1)[0]
         folder = root / name if flat else root / class_name / name
         folder.mkdir(parents=True, exist_ok=True)
-        gt = np.asarray(boxes[name]) if boxes and name in boxes else default_boxes(num_frames, size_wh, index, True) + [1, 1, 0, 0]
+        gt = (
+            np.asarray(boxes[name])
+            if boxes and name in boxes
+            else default_boxes(num_frames, size_wh, index, True) + [1, 1, 0, 0]
+        )
         count = len(gt)
         occlusion = list(full_occlusion[name]) if full_occlusion and name in full_occlusion else [0] * count
         out = list(out_of_view[name]) if out_of_view and name in out_of_view else [0] * count
@@ -124,9 +128,15 @@ def make_lasot(
         (folder / "full_occlusion.txt").write_text(",".join(map(str, occlusion)) + "\n")
         (folder / "out_of_view.txt").write_text(",".join(map(str, out)) + "\n")
         (folder / "nlp.txt").write_text(f"the {class_name} in sequence {name}\n")
-        frames = write_frames(folder / "img", [f"{i:08d}.jpg" for i in range(1, count + 1 + extra_images)], size_wh, index)
+        frames = write_frames(
+            folder / "img", [f"{i:08d}.jpg" for i in range(1, count + 1 + extra_images)], size_wh, index
+        )
         sequences[name] = FakeSequence(
-            name, folder, frames[:count], gt.astype(np.float64), tuple(size_wh),
+            name,
+            folder,
+            frames[:count],
+            gt.astype(np.float64),
+            tuple(size_wh),
             flags={"full_occlusion": occlusion, "out_of_view": out},
             extra={"class": class_name, "nlp": f"the {class_name} in sequence {name}"},
         )
@@ -136,7 +146,9 @@ def make_lasot(
     return sequences
 
 
-def make_lasot_ext(root: Path, names: Sequence[str] = ("atv-1", "atv-2", "wingsuit-10"), **kwargs) -> dict[str, FakeSequence]:
+def make_lasot_ext(
+    root: Path, names: Sequence[str] = ("atv-1", "atv-2", "wingsuit-10"), **kwargs
+) -> dict[str, FakeSequence]:
     """LaSOT_ext layout (same files as LaSOT, 0-based boxes are not implied: the values are written as given)."""
     return make_lasot(root, names=names, **kwargs)
 
@@ -172,7 +184,11 @@ def make_got10k(
     sequences = {}
     for index, name in enumerate(names):
         folder = split_dir / name
-        gt = np.asarray(boxes[name], dtype=np.float64) if boxes and name in boxes else default_boxes(num_frames, size_wh, index)
+        gt = (
+            np.asarray(boxes[name], dtype=np.float64)
+            if boxes and name in boxes
+            else default_boxes(num_frames, size_wh, index)
+        )
         count = len(gt)
         frames = write_frames(folder, [f"{i:08d}.jpg" for i in range(1, count + 1)], size_wh, index)
         flags = {}
@@ -191,11 +207,22 @@ def make_got10k(
                 (folder / f"{key}.label").write_text("".join(f"{v}\n" for v in values))
         meta = {}
         if write_meta:
-            meta = {"url": "https://example.com/video", "begin": "0", "end": str(count), "anno_fps": "10Hz",
-                    "object_class": "ant", "motion_class": "walking", "major_class": "insect",
-                    "root_class": "animal", "motion_adverb": "slowly", "resolution": f"({size_wh[0]}, {size_wh[1]})"}
+            meta = {
+                "url": "https://example.com/video",
+                "begin": "0",
+                "end": str(count),
+                "anno_fps": "10Hz",
+                "object_class": "ant",
+                "motion_class": "walking",
+                "major_class": "insect",
+                "root_class": "animal",
+                "motion_adverb": "slowly",
+                "resolution": f"({size_wh[0]}, {size_wh[1]})",
+            }
             (folder / "meta_info.ini").write_text("[METAINFO]\n" + "".join(f"{k}: {v}\n" for k, v in meta.items()))
-        sequences[name] = FakeSequence(name, folder, frames, truth, tuple(size_wh), flags=flags, extra={"meta_info": meta})
+        sequences[name] = FakeSequence(
+            name, folder, frames, truth, tuple(size_wh), flags=flags, extra={"meta_info": meta}
+        )
     return sequences
 
 
@@ -222,7 +249,11 @@ def make_trackingnet(
     for chunk, names in chunks.items():
         (root / chunk / "anno").mkdir(parents=True, exist_ok=True)
         for name in names:
-            gt = np.asarray(boxes[name], dtype=np.float64) if boxes and name in boxes else default_boxes(num_frames, size_wh, index)
+            gt = (
+                np.asarray(boxes[name], dtype=np.float64)
+                if boxes and name in boxes
+                else default_boxes(num_frames, size_wh, index)
+            )
             count = len(gt)
             frames = write_frames(root / chunk / "frames" / name, [f"{i}.jpg" for i in range(count)], size_wh, index)
             written = gt[:1] if chunk == "TEST" else gt
@@ -252,7 +283,11 @@ def make_tnl2k(
     for index, name in enumerate(names):
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
-        gt = np.asarray(boxes[name], dtype=np.float64) if boxes and name in boxes else default_boxes(num_frames, size_wh, index)
+        gt = (
+            np.asarray(boxes[name], dtype=np.float64)
+            if boxes and name in boxes
+            else default_boxes(num_frames, size_wh, index)
+        )
         ext = (extensions or {}).get(name, "jpg")
         frames = write_frames(folder / "imgs", [f"{i:08d}.{ext}" for i in range(1, len(gt) + 1)], size_wh, index)
         _write_boxes(folder / "groundtruth.txt", gt)
@@ -292,7 +327,10 @@ def make_coco(
             {"id": 13, "image_id": 2, "bbox": [45.0, 2.0, 10.0, 8.0]},
             {"id": 14, "image_id": 2, "bbox": [3.0, 3.0, 0.0, 8.0]},
         ]
-    categories = [{"id": 1, "name": "person", "supercategory": "person"}, {"id": 3, "name": "car", "supercategory": "vehicle"}]
+    categories = [
+        {"id": 1, "name": "person", "supercategory": "person"},
+        {"id": 3, "name": "car", "supercategory": "vehicle"},
+    ]
     content = {
         "images": [{"id": i, "file_name": file_names[i], "width": w, "height": h} for i, w, h in images],
         "annotations": [
@@ -314,8 +352,12 @@ def make_coco(
             continue
         name = f"{a['image_id']}_{a['id']}"
         expected[name] = FakeSequence(
-            name, image_dir, [image_dir / file_names[a["image_id"]]], np.asarray([a["bbox"]], dtype=np.float64),
-            sizes[a["image_id"]], extra={"category_id": a["category_id"]},
+            name,
+            image_dir,
+            [image_dir / file_names[a["image_id"]]],
+            np.asarray([a["bbox"]], dtype=np.float64),
+            sizes[a["image_id"]],
+            extra={"category_id": a["category_id"]},
         )
     return expected
 
@@ -348,8 +390,14 @@ def make_generic(
     for index, name in enumerate(names):
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
-        gt = np.asarray(boxes[name], dtype=np.float64) if boxes and name in boxes else default_boxes(num_frames, size_wh, index)
-        files = list(frame_names) if frame_names is not None else [f"frame{i}.{extension}" for i in range(1, len(gt) + 1)]
+        gt = (
+            np.asarray(boxes[name], dtype=np.float64)
+            if boxes and name in boxes
+            else default_boxes(num_frames, size_wh, index)
+        )
+        files = (
+            list(frame_names) if frame_names is not None else [f"frame{i}.{extension}" for i in range(1, len(gt) + 1)]
+        )
         frames = write_frames(folder / frame_folder if frame_folder else folder, files, size_wh, index)
         _write_boxes(folder / "groundtruth.txt", gt, delimiter=delimiter)
         flags = {}

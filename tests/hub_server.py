@@ -431,7 +431,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(401, "Invalid user token.")
             orgs = [{"name": org, "type": "org"} for org in user.orgs]
             role = "write" if user.write else "read"
-            return self._json({"type": "user", "name": user.name, "orgs": orgs, "auth": {"accessToken": {"role": role}}})
+            return self._json(
+                {"type": "user", "name": user.name, "orgs": orgs, "auth": {"accessToken": {"role": role}}}
+            )
         if segments == ["validate-yaml"] and method == "POST":
             errors = _card_metadata_errors(json.loads(body or b"{}").get("content", ""))
             if errors:
@@ -491,8 +493,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _info(self, repo: Repo, revision: str) -> dict:
         sha = self._sha(repo, revision)
         siblings = [{"rfilename": path} for path in sorted(repo.snapshots[sha])]
-        return {"id": repo.repo_id, "modelId": repo.repo_id, "sha": sha, "private": repo.private, "siblings": siblings,
-                "tags": [], "downloads": 0, "likes": 0, "disabled": False, "gated": False}
+        return {
+            "id": repo.repo_id,
+            "modelId": repo.repo_id,
+            "sha": sha,
+            "private": repo.private,
+            "siblings": siblings,
+            "tags": [],
+            "downloads": 0,
+            "likes": 0,
+            "disabled": False,
+            "gated": False,
+        }
 
     def _create_repo(self, payload: dict, user: User | None):
         if payload.get("type") not in (None, "model"):
@@ -551,7 +563,6 @@ class _Handler(BaseHTTPRequestHandler):
             "X-Repo-Commit": sha,
         }
         return 200, headers, content
-
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -628,6 +639,7 @@ def tracker_inputs(seed: int = 0, batch: int = 2) -> dict:
         "search_pixel_values": torch.randn(batch, 3, 112, 112, generator=generator),
         "template_token_type_ids": torch.randint(0, 2, (batch, 4, 4), generator=generator),
     }
+
 
 if __name__ == "__main__":  # manual use: serve until idle for 10 minutes
     import argparse

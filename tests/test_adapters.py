@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_config
 from peft import PeftModel
 
-from conftest import tiny_config
 from lorat_hf import LoraTrackerModel, add_adapters, get_lora_config, get_peft_config, load_tracker_model
 from lorat_hf.adapters import MODULES_TO_SAVE, save_adapter_folder
 
@@ -27,7 +27,14 @@ def test_lora_config_targets_every_linear_of_every_layer_and_nothing_else():
     expected = sorted(
         f"base_model.model.encoder.layer.{i}.{part}"
         for i in range(2)
-        for part in ("attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.o_proj", "mlp.fc1", "mlp.fc2")
+        for part in (
+            "attention.q_proj",
+            "attention.k_proj",
+            "attention.v_proj",
+            "attention.o_proj",
+            "mlp.fc1",
+            "mlp.fc2",
+        )
     )
     assert lora_modules == expected
     lora_config = get_lora_config(config)
@@ -72,7 +79,9 @@ def test_peft_methods_are_configuration(method):
     model = add_adapters(LoraTrackerModel(tiny_config()), method=method)
     out = model(**_inputs(), labels=torch.tensor([[0.2, 0.2, 0.6, 0.7]] * 2))
     out.loss.backward()
-    assert any(p.grad is not None for n, p in model.named_parameters() if "modules_to_save" not in n and p.requires_grad)
+    assert any(
+        p.grad is not None for n, p in model.named_parameters() if "modules_to_save" not in n and p.requires_grad
+    )
     peft_config = get_peft_config(model.get_base_model().config, method)
     if method == "rslora":
         assert peft_config.use_rslora

@@ -1,12 +1,11 @@
 import json
 
 import pytest
+from conftest import tiny_config
 from transformers import AutoConfig, Dinov2Config
 
 from lorat_hf import VARIANTS, LoraTrackerConfig
 from lorat_hf.configuration_lora_tracker import BACKBONES
-
-from conftest import tiny_config
 
 EXPECTED_VARIANTS = {
     # variant: (hidden, layers, heads, swiglu, drop_path, template px, search px, search factor, checkpoint)
@@ -41,7 +40,14 @@ def test_every_size_and_resolution_has_a_preset():
 
 
 def test_lora_targets_every_linear_of_each_layer():
-    assert LoraTrackerConfig.from_variant("B-224").lora_linear_names == ("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2")
+    assert LoraTrackerConfig.from_variant("B-224").lora_linear_names == (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "fc1",
+        "fc2",
+    )
     assert LoraTrackerConfig.from_variant("g-224").lora_linear_names[-3:] == ("gate_proj", "up_proj", "down_proj")
     assert tiny_config(lora_target_modules=["q_proj", "v_proj"]).lora_linear_names == ("q_proj", "v_proj")
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
+from conftest import MODEL_CASES, OFFICIAL
 from safetensors.torch import load_file, save_file
 from transformers import Dinov2Config, Dinov2Model
 
-from conftest import MODEL_CASES, OFFICIAL
 from lorat_hf import LoraTrackerModel, load_tracker_model
 from lorat_hf.convert import CheckpointError, convert, main, official_backbone_to_hf
 
@@ -25,19 +25,29 @@ def _outputs(model, io):
 def test_cli_merged_output_is_a_plain_model_with_official_outputs(tmp_path, name):
     config, io = _case(name)
     geometry = config["geometry"]
-    code = main([
-        "--dinov2", str(OFFICIAL / name / "dinov2.safetensors"),
-        "--lorat", str(OFFICIAL / name / "lorat_release.safetensors"),
-        "--output", str(tmp_path / "merged"),
-        "--num-heads", str(config["backbone"]["num_heads"]),
-        "--template-size", str(geometry["template_size_wh"][0]),
-        "--search-size", str(geometry["search_size_wh"][0]),
-        "--merge",
-    ])
+    code = main(
+        [
+            "--dinov2",
+            str(OFFICIAL / name / "dinov2.safetensors"),
+            "--lorat",
+            str(OFFICIAL / name / "lorat_release.safetensors"),
+            "--output",
+            str(tmp_path / "merged"),
+            "--num-heads",
+            str(config["backbone"]["num_heads"]),
+            "--template-size",
+            str(geometry["template_size_wh"][0]),
+            "--search-size",
+            str(geometry["search_size_wh"][0]),
+            "--merge",
+        ]
+    )
     assert code == 0
     model = LoraTrackerModel.from_pretrained(tmp_path / "merged").eval()
     out = _outputs(model, io)
-    torch.testing.assert_close(out.score_map, io["score_map_merged"], atol=config["recommended_atol"]["score_map"], rtol=0)
+    torch.testing.assert_close(
+        out.score_map, io["score_map_merged"], atol=config["recommended_atol"]["score_map"], rtol=0
+    )
     torch.testing.assert_close(out.pred_boxes, io["boxes_merged"], atol=config["recommended_atol"]["boxes"], rtol=0)
     assert model.config.search_area_factor == (5.0 if geometry["search_size_wh"][0] == 378 else 4.0)
     assert model.config.lora_r == config["lora"]["r"] and model.config.lora_alpha == config["lora"]["alpha"]
@@ -47,7 +57,12 @@ def test_full_official_state_dict_converts_like_the_release_file(tmp_path):
     name = "model_c_224_swiglu"
     config, io = _case(name)
     for source in ("lorat_release", "lorat_full_state_dict"):
-        convert(OFFICIAL / name / "dinov2.safetensors", OFFICIAL / name / f"{source}.safetensors", tmp_path / source, num_heads=2)
+        convert(
+            OFFICIAL / name / "dinov2.safetensors",
+            OFFICIAL / name / f"{source}.safetensors",
+            tmp_path / source,
+            num_heads=2,
+        )
     a = _outputs(load_tracker_model(tmp_path / "lorat_release"), io)
     b = _outputs(load_tracker_model(tmp_path / "lorat_full_state_dict"), io)
     assert torch.equal(a.score_map, b.score_map) and torch.equal(a.pred_boxes, b.pred_boxes)
@@ -56,7 +71,12 @@ def test_full_official_state_dict_converts_like_the_release_file(tmp_path):
 def test_swiglu_w12_lora_becomes_gate_and_up_loras_sharing_a(tmp_path):
     name = "model_c_224_swiglu"
     release = load_file(OFFICIAL / name / "lorat_release.safetensors")
-    convert(OFFICIAL / name / "dinov2.safetensors", OFFICIAL / name / "lorat_release.safetensors", tmp_path / "out", num_heads=2)
+    convert(
+        OFFICIAL / name / "dinov2.safetensors",
+        OFFICIAL / name / "lorat_release.safetensors",
+        tmp_path / "out",
+        num_heads=2,
+    )
     model = load_tracker_model(tmp_path / "out").get_base_model()
     mlp = model.encoder.layer[1].mlp
     a, b = release["blocks.1.mlp.w12.lora.A"], release["blocks.1.mlp.w12.lora.B"]
@@ -124,7 +144,12 @@ def test_bad_checkpoints_fail_with_a_list_of_the_problems(tmp_path):
 
 def test_cli_errors(tmp_path, capsys):
     name = "model_a_224_gelu"
-    args = ["--dinov2", str(OFFICIAL / name / "dinov2.safetensors"), "--lorat", str(OFFICIAL / name / "lorat_release.safetensors")]
+    args = [
+        "--dinov2",
+        str(OFFICIAL / name / "dinov2.safetensors"),
+        "--lorat",
+        str(OFFICIAL / name / "lorat_release.safetensors"),
+    ]
     assert main(args + ["--output", str(tmp_path / "x")]) == 2
     assert "--variant or --num-heads" in capsys.readouterr().err
     assert main(args + ["--output", str(tmp_path / "x"), "--variant", "B-224"]) == 2

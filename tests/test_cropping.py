@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import OFFICIAL
 from safetensors.numpy import load_file
 
-from conftest import OFFICIAL
 from lorat_hf.cropping import (
     adjusted_params,
     crop_box_to_image,
@@ -85,7 +85,9 @@ def test_cropped_pixels_are_bit_exact(case):
     # a torch uint8 HWC frame and a float CHW frame give the same crop
     frame = torch.from_numpy(TENSORS[f"{name}.image_hwc_uint8"])
     assert torch.equal(crop_image(frame, params, case["output_wh"], padding).image, result.image)
-    assert torch.equal(crop_image(frame.permute(2, 0, 1).float(), params, case["output_wh"], padding).image, result.image)
+    assert torch.equal(
+        crop_image(frame.permute(2, 0, 1).float(), params, case["output_wh"], padding).image, result.image
+    )
 
 
 def test_box_round_trip_through_crop_and_back():
@@ -94,7 +96,9 @@ def test_box_round_trip_through_crop_and_back():
         width, height = rng.integers(50, 1500, 2)
         x1, y1 = rng.uniform(0, width - 5), rng.uniform(0, height - 5)
         box = np.array([x1, y1, rng.uniform(x1 + 1, width), rng.uniform(y1 + 1, height)])
-        params = adjusted_params(*pixel_aligned_rois(siamfc_crop_params(box, 4.0, (224, 224)), (width, height), (224, 224)))
+        params = adjusted_params(
+            *pixel_aligned_rois(siamfc_crop_params(box, 4.0, (224, 224)), (width, height), (224, 224))
+        )
         np.testing.assert_allclose(crop_box_to_image(map_boxes(box, params), params, (width, height)), box, atol=1e-3)
 
 

@@ -82,8 +82,13 @@ def test_lasot_values_shift_flags_and_cleaning(tmp_path, cache):
     root = tmp_path / "LaSOT"
     boxes = {"airplane-1": np.array([[1, 1, 10, 8], [40, 30, 20, 20], [0, 0, 0, 0], [5, 6, 7, 8], [3, 3, 4, 4]])}
     truth = make_lasot(
-        root, names=("airplane-1", "bear-1"), size_wh=(48, 36), boxes=boxes, extra_images=2,
-        full_occlusion={"airplane-1": [0, 0, 1, 0, 0]}, out_of_view={"airplane-1": [0, 0, 0, 1, 0]},
+        root,
+        names=("airplane-1", "bear-1"),
+        size_wh=(48, 36),
+        boxes=boxes,
+        extra_images=2,
+        full_occlusion={"airplane-1": [0, 0, 1, 0, 0]},
+        out_of_view={"airplane-1": [0, 0, 0, 1, 0]},
         testing_set=["airplane-1", "bear-1"],
     )
     rows = by_name(load("lasot", root, cache, split="test"))
@@ -117,8 +122,11 @@ def test_lasot_falls_back_to_the_official_lists(tmp_path, cache, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"278 of the 280 sequences of the LaSOT test split \(the official"):
         load("lasot", root, cache)
     original = _parsing.read_split_list
-    monkeypatch.setattr(lasot_module, "read_split_list",
-                        lambda name: ["airplane-9", "airplane-1"] if name == "lasot_test.txt" else original(name))
+    monkeypatch.setattr(
+        lasot_module,
+        "read_split_list",
+        lambda name: ["airplane-9", "airplane-1"] if name == "lasot_test.txt" else original(name),
+    )
     ds = load("lasot", root, cache)
     assert ds["name"] == ["airplane-9", "airplane-1"]  # flat <root>/<name>/ layout accepted
 
@@ -153,8 +161,13 @@ def test_lasot_ext_reads_every_sequence_folder_unshifted(tmp_path, cache):
 
 def test_got10k_visibility_from_cover_and_absence(tmp_path, cache):
     root = tmp_path / "GOT-10k"
-    truth = make_got10k(root, "val", num_frames=5, cover={"GOT-10k_Val_000001": [8, 0, 3, 8, 1]},
-                        absence={"GOT-10k_Val_000001": [0, 0, 0, 1, 0]})
+    truth = make_got10k(
+        root,
+        "val",
+        num_frames=5,
+        cover={"GOT-10k_Val_000001": [8, 0, 3, 8, 1]},
+        absence={"GOT-10k_Val_000001": [0, 0, 0, 1, 0]},
+    )
     seq = by_name(load("got10k", root, cache, split="val"))["GOT-10k_Val_000001"]
     assert seq.visible.tolist() == [True, False, True, False, True]
     np.testing.assert_array_equal(seq.groundtruth_xywh, truth["GOT-10k_Val_000001"].groundtruth_xywh)
@@ -184,8 +197,9 @@ def test_got10k_frame_size_from_meta_info(tmp_path, cache):
 def test_got10k_vot_splits_filter_the_train_list(tmp_path, cache, monkeypatch):
     root = tmp_path / "GOT-10k"
     make_got10k(root, "train", names=[f"GOT-10k_Train_{i:06d}" for i in (1, 2, 3)])
-    monkeypatch.setattr(got10k_module, "load_vot_split_names",
-                        lambda split: ["GOT-10k_Train_000003", "GOT-10k_Train_000001"])
+    monkeypatch.setattr(
+        got10k_module, "load_vot_split_names", lambda split: ["GOT-10k_Train_000003", "GOT-10k_Train_000001"]
+    )
     assert load("got10k", root, cache, split="vot_train")["name"] == ["GOT-10k_Train_000003", "GOT-10k_Train_000001"]
     monkeypatch.setattr(got10k_module, "load_vot_split_names", lambda split: ["GOT-10k_Train_000009"])
     with pytest.raises(FileNotFoundError, match="vot_val split needs 1 train sequences.*GOT-10k_Train_000009"):
@@ -266,8 +280,15 @@ def test_coco_missing_image_is_an_error(tmp_path, cache):
 
 def test_generic_layout_natural_order_flags_and_delimiters(tmp_path, cache):
     root = tmp_path / "mine"
-    make_generic(root, names=("walk", "car2", "car10"), num_frames=11, frame_folder="imgs", delimiter="\t",
-                 visible={"walk": [1] * 10 + [0]}, absent={"car2": [0, 1] + [0] * 9})
+    make_generic(
+        root,
+        names=("walk", "car2", "car10"),
+        num_frames=11,
+        frame_folder="imgs",
+        delimiter="\t",
+        visible={"walk": [1] * 10 + [0]},
+        absent={"car2": [0, 1] + [0] * 9},
+    )
     ds = load("generic", root, cache)
     assert ds["name"] == ["car2", "car10", "walk"]
     rows = by_name(ds)
@@ -278,8 +299,14 @@ def test_generic_layout_natural_order_flags_and_delimiters(tmp_path, cache):
 
 
 def test_generic_single_sequence_root_split_folder_and_first_frame_only(tmp_path, cache):
-    make_generic(tmp_path / "data" / "val", names=("one",), num_frames=4, frame_folder="",
-                 boxes={"one": np.array([[1.5, 2, 10, 12]])}, frame_names=[f"{i}.jpg" for i in range(4)])
+    make_generic(
+        tmp_path / "data" / "val",
+        names=("one",),
+        num_frames=4,
+        frame_folder="",
+        boxes={"one": np.array([[1.5, 2, 10, 12]])},
+        frame_names=[f"{i}.jpg" for i in range(4)],
+    )
     ds = load("generic", tmp_path / "data", cache, split="val")
     seq = TrackingSequence.from_row(ds[0])
     assert len(seq) == 4 and seq.visible.tolist() == [True, False, False, False]
@@ -427,9 +454,14 @@ def test_default_cache_dir_follows_the_environment(tmp_path, monkeypatch):
 
 def test_trim_unannotated_head_and_tail(tmp_path, cache):
     root = tmp_path / "LaSOT"
-    make_lasot(root, names=("cat-1", "cat-2"), num_frames=6, testing_set=["cat-1", "cat-2"],
-               full_occlusion={"cat-1": [1, 0, 0, 1, 0, 0], "cat-2": [1] * 6},
-               out_of_view={"cat-1": [0, 0, 0, 0, 0, 1]})
+    make_lasot(
+        root,
+        names=("cat-1", "cat-2"),
+        num_frames=6,
+        testing_set=["cat-1", "cat-2"],
+        full_occlusion={"cat-1": [1, 0, 0, 1, 0, 0], "cat-2": [1] * 6},
+        out_of_view={"cat-1": [0, 0, 0, 0, 0, 1]},
+    )
     ds = load("lasot", root, cache)
     row = trim_unannotated(ds[0])
     seq = TrackingSequence.from_row(row)
@@ -462,8 +494,10 @@ def test_save_to_disk_round_trip(tmp_path, cache):
 def test_parquet_folder_with_relative_frames(tmp_path, cache):
     make_generic(tmp_path / "gen", names=("a",))
     ds = load("generic", tmp_path / "gen", cache)
-    relative = ds.map(lambda paths: {"frame_paths": [os.path.relpath(p, tmp_path / "gen") for p in paths]},
-                      input_columns="frame_paths")
+    relative = ds.map(
+        lambda paths: {"frame_paths": [os.path.relpath(p, tmp_path / "gen") for p in paths]},
+        input_columns="frame_paths",
+    )
     (tmp_path / "repo" / "data").mkdir(parents=True)
     relative.to_parquet(str(tmp_path / "repo" / "data" / "train-00000.parquet"))
     loaded = load_sequences_from(tmp_path / "repo", frames_root=tmp_path / "gen", cache_dir=str(tmp_path / "hf"))

@@ -43,7 +43,13 @@ from lorat_hf.hub import (
 )
 
 BACKBONE_ID = "tiny-models/dinov2-32"
-ADAPTER_FILES = {"README.md", "adapter_config.json", "adapter_model.safetensors", "config.json", "preprocessor_config.json"}
+ADAPTER_FILES = {
+    "README.md",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "config.json",
+    "preprocessor_config.json",
+}
 LASOT_REPORT = {
     "protocol": "lasot",
     "dataset": "lasot",
@@ -123,7 +129,8 @@ def test_assembled_folder_holds_only_the_allow_list(tmp_path, backbone_folder):
     card = ModelCard.load(tmp_path / "upload" / "README.md")
     assert card.data.library_name == "peft" and card.data.base_model == BACKBONE_ID
     assert {(r.dataset_name, r.metric_type) for r in card.data.eval_results} >= {
-        ("LaSOT", "success_auc"), ("GOT-10k", "average_overlap")
+        ("LaSOT", "success_auc"),
+        ("GOT-10k", "average_overlap"),
     }
     assert "![success_plot.png](success_plot.png)" in card.text
     assert "| Seed | 3 |" in card.text and "| Learning rate | 0.0001 |" in card.text
@@ -243,8 +250,13 @@ def test_push_dry_run_from_a_model_object_sends_nothing(tmp_path, backbone_folde
     named = load_tracker_model(tmp_path / "saved", adapter_name="main", backbone_name_or_path=str(backbone_folder))
     assert set(push_tracker_to_hub(named, "org/tiny", base_model=BACKBONE_ID, dry_run=True).files) == ADAPTER_FILES
     merged = push_tracker_to_hub(named.merge_and_unload(), "org/tiny", base_model=BACKBONE_ID, dry_run=True)
-    assert (merged.kind, set(merged.files)) == ("merged", {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"})
-    named_again = load_tracker_model(tmp_path / "saved", adapter_name="main", backbone_name_or_path=str(backbone_folder))
+    assert (merged.kind, set(merged.files)) == (
+        "merged",
+        {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"},
+    )
+    named_again = load_tracker_model(
+        tmp_path / "saved", adapter_name="main", backbone_name_or_path=str(backbone_folder)
+    )
     load_additional_adapter(named_again, tmp_path / "saved", "other")
     with pytest.raises(ValueError, match="publish one at a time"):
         push_tracker_to_hub(named_again, "org/tiny", base_model=BACKBONE_ID, dry_run=True)
@@ -337,9 +349,13 @@ def test_eval_reports_are_checked():
         TrackingResult.from_report({"dataset": "lasot", "metrics": {"fps": 30}})
     with pytest.raises(ValueError, match="not a finite number"):
         TrackingResult.from_report({"dataset": "lasot", "metrics": {"success_auc": float("nan")}})
-    trackingnet = TrackingResult.from_report({"dataset": "TrackingNet", "metrics": {"success": 83.5, "coverage": 99.0}})
+    trackingnet = TrackingResult.from_report(
+        {"dataset": "TrackingNet", "metrics": {"success": 83.5, "coverage": 99.0}}
+    )
     assert (trackingnet.dataset, trackingnet.dataset_type, trackingnet.metrics) == (
-        "TrackingNet", "trackingnet", {"success_auc": 83.5}
+        "TrackingNet",
+        "trackingnet",
+        {"success_auc": 83.5},
     )
 
 
@@ -421,8 +437,14 @@ def test_swiglu_adapters_keep_the_tied_lora_a(tmp_path, backbone_folder):
     assert torch.equal(outputs(model, inputs)["pred_boxes"], outputs(second, inputs)["pred_boxes"])
 
 
-TINY_SWIGLU = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=224, use_mask_token=False,
-                   use_swiglu_ffn=True)
+TINY_SWIGLU = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    image_size=224,
+    use_mask_token=False,
+    use_swiglu_ffn=True,
+)
 
 
 def make_backbone_folder_swiglu(folder: Path) -> Path:
@@ -533,7 +555,9 @@ def test_push_then_load_round_trip(tmp_path, backbone_folder, fake_hub):
     expected["main_merged"] = outputs(merged, inputs)
 
     args = {k: str(tmp_path / k) for k in ("main", "v2", "merged", "cache")}
-    args.update(backbone_id=BACKBONE_ID, inputs=str(tmp_path / "inputs.safetensors"), outputs=str(tmp_path / "out.safetensors"))
+    args.update(
+        backbone_id=BACKBONE_ID, inputs=str(tmp_path / "inputs.safetensors"), outputs=str(tmp_path / "out.safetensors")
+    )
     result = run_client(fake_hub, tmp_path, ROUND_TRIP_CLIENT, json.dumps(args), token=WRITE_TOKEN)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -546,7 +570,9 @@ def test_push_then_load_round_trip(tmp_path, backbone_folder, fake_hub):
     assert same("main_merged", expected["main_merged"]) and same("merged_repo", expected["main_merged"])
     assert set(report["merged_files"]) == {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"}
     # Both the adapter repo and the backbone it names went to the requested cache.
-    assert {"models--org--tracker", "models--tiny-models--dinov2-32"} <= {p.name for p in (tmp_path / "cache").iterdir()}
+    assert {"models--org--tracker", "models--tiny-models--dinov2-32"} <= {
+        p.name for p in (tmp_path / "cache").iterdir()
+    }
     assert same("v2", expected["v2"]) and same("offline_v2", expected["v2"])
     assert same("switched_v2", expected["v2"]) and same("switched_main", expected["main"])
     assert not same("updated", expected["main"])
@@ -569,7 +595,9 @@ def test_push_then_load_round_trip(tmp_path, backbone_folder, fake_hub):
     assert tracks["hub_processor"] == "LoraTrackerImageProcessor"
 
     errors = report["errors"]
-    assert "OSError" in errors["missing_repo"] and "neither a local folder nor a Hub repository" in errors["missing_repo"]
+    assert (
+        "OSError" in errors["missing_repo"] and "neither a local folder nor a Hub repository" in errors["missing_repo"]
+    )
     assert "Revision 'v3' does not exist in 'org/tracker'" in errors["missing_revision"]
     assert "not in the local cache and the Hub cannot be reached" in errors["offline_not_cached"]
     assert errors["push_offline"].startswith("HubPublishError: Could not reach the Hub to upload org/tracker")

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import OFFICIAL, tiny_config
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoImageProcessor
 
-from conftest import OFFICIAL, tiny_config
 from lorat_hf.image_processing_lora_tracker import LoraTrackerImageProcessor, hann_window, to_rgb_array
 
 POST = load_file(OFFICIAL / "postprocess" / "postprocess.safetensors")
@@ -36,9 +36,13 @@ def test_template_and_search_preparation_match_the_official_tracker_run():
     assert torch.equal(template.padding_color, E2E["template_image_mean"])
     assert np.array_equal(template.params.astype(np.float32), E2E["template_cropping_params"].numpy())
     for step in range(len(E2E["search_prev_box_xyxy"])):
-        search = processor.prepare_search(frames[step + 1], E2E["search_prev_box_xyxy"][step].numpy(), template.padding_color)
+        search = processor.prepare_search(
+            frames[step + 1], E2E["search_prev_box_xyxy"][step].numpy(), template.padding_color
+        )
         assert np.array_equal(search.params, E2E["search_cropping_params"][step].numpy())
-        box = processor.boxes_to_frame(E2E["post_box_search_px"][step][None].numpy(), search.params[None], (320, 240))[0]
+        box = processor.boxes_to_frame(E2E["post_box_search_px"][step][None].numpy(), search.params[None], (320, 240))[
+            0
+        ]
         np.testing.assert_allclose(box, E2E["pred_boxes_xyxy"][step + 1].numpy(), atol=1e-9)
 
 

@@ -145,7 +145,9 @@ def _rank_entry(rank: int, world_size: int, rendezvous: str, queue) -> None:
         mask = torch.zeros(1, 4, 4, dtype=torch.bool)
         mask.view(-1)[: (2, 6)[rank]] = True  # rank 0: 2 positives, rank 1: 6 -> mean 4
         loss, terms = lora_tracker_loss(score_map, boxes, labels, positive_mask=mask)
-        queue.put((rank, (terms["num_positives"].item(), loss.item(), _single_process_sums(score_map, boxes, labels, mask))))
+        queue.put(
+            (rank, (terms["num_positives"].item(), loss.item(), _single_process_sums(score_map, boxes, labels, mask)))
+        )
     finally:
         dist.destroy_process_group()
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
+from conftest import MODEL_CASES, OFFICIAL, tiny_config
 from safetensors.torch import load_file
 from transformers import AutoModel, Dinov2Config, Dinov2Model
 
-from conftest import MODEL_CASES, OFFICIAL, tiny_config
 from lorat_hf import LoraTrackerConfig, LoraTrackerModel, add_adapters, count_parameters, load_tracker_model
 from lorat_hf.convert import convert
 from lorat_hf.modeling_lora_tracker import resample_position_embeddings, template_token_type_ids_from_boxes
@@ -44,7 +44,9 @@ def test_forward_reproduces_the_official_outputs(converted, name, merge):
     atol = config["recommended_atol"]
     model = load_tracker_model(converted[name], merge=merge)
     with torch.no_grad():
-        out = model(template_pixel_values=io["z"], search_pixel_values=io["x"], template_token_type_ids=io["z_feat_mask"])
+        out = model(
+            template_pixel_values=io["z"], search_pixel_values=io["x"], template_token_type_ids=io["z_feat_mask"]
+        )
     for suffix in ("", "_merged"):  # the official unmerged and merged outputs differ by a few 1e-6 themselves
         torch.testing.assert_close(out.score_map, io["score_map" + suffix], atol=atol["score_map"], rtol=0)
         torch.testing.assert_close(out.pred_boxes, io["boxes" + suffix], atol=atol["boxes"], rtol=0)
@@ -76,7 +78,9 @@ def test_template_boxes_give_the_official_foreground_mask():
 
 def test_template_mask_edge_cases():
     # a box on cell borders touches only the cells it overlaps; a box beyond the crop is clipped to the grid
-    mask = template_token_type_ids_from_boxes(torch.tensor([[14.0, 14.0, 28.0, 28.0], [-20.0, 40.0, 500.0, 41.0]]), (4, 4), 14)
+    mask = template_token_type_ids_from_boxes(
+        torch.tensor([[14.0, 14.0, 28.0, 28.0], [-20.0, 40.0, 500.0, 41.0]]), (4, 4), 14
+    )
     assert mask[0].nonzero().tolist() == [[1, 1]]
     assert mask[1].sum() == 4 and mask[1, 2].all()
 
@@ -96,9 +100,13 @@ def test_forward_from_template_boxes_equals_forward_from_token_types():
 def test_position_embedding_is_resampled_bicubic_and_the_template_slices_it():
     table = torch.randn(1, 37 * 37, 16)
     resampled = resample_position_embeddings(table, (16, 16))
-    reference = torch.nn.functional.interpolate(
-        table.reshape(1, 37, 37, 16).permute(0, 3, 1, 2), size=(16, 16), mode="bicubic", align_corners=False
-    ).permute(0, 2, 3, 1).reshape(1, 256, 16)
+    reference = (
+        torch.nn.functional.interpolate(
+            table.reshape(1, 37, 37, 16).permute(0, 3, 1, 2), size=(16, 16), mode="bicubic", align_corners=False
+        )
+        .permute(0, 2, 3, 1)
+        .reshape(1, 256, 16)
+    )
     assert torch.equal(resampled, reference)
     # transformers' own interpolation at the search size gives the same table
     backbone = Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=518))
@@ -109,7 +117,11 @@ def test_position_embedding_is_resampled_bicubic_and_the_template_slices_it():
 
 def test_inputs_are_checked():
     model = LoraTrackerModel(tiny_config())
-    template, search, ids = torch.randn(1, 3, 56, 56), torch.randn(1, 3, 112, 112), torch.zeros(1, 4, 4, dtype=torch.long)
+    template, search, ids = (
+        torch.randn(1, 3, 56, 56),
+        torch.randn(1, 3, 112, 112),
+        torch.zeros(1, 4, 4, dtype=torch.long),
+    )
     with pytest.raises(ValueError, match="search_pixel_values must be"):
         model(template, torch.randn(1, 3, 224, 224), ids)
     with pytest.raises(ValueError, match="template_token_type_ids must be"):
@@ -143,7 +155,7 @@ def test_save_and_load_round_trip_is_exact(tmp_path):
     assert (tmp_path / "model.safetensors").is_file()
     reloaded = AutoModel.from_pretrained(tmp_path).eval()
     assert isinstance(reloaded, LoraTrackerModel)
-    for (name, a), (_, b) in zip(model.state_dict().items(), reloaded.state_dict().items()):
+    for (name, a), (_, b) in zip(model.state_dict().items(), reloaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     inputs = (torch.randn(1, 3, 56, 56), torch.randn(1, 3, 112, 112), torch.zeros(1, 4, 4, dtype=torch.long))
     with torch.no_grad():
@@ -194,7 +206,12 @@ def test_from_backbone_loads_a_local_dinov2_checkpoint(tmp_path):
 
 def test_backbone_state_dict_problems_are_listed():
     model = LoraTrackerModel(tiny_config())
-    state = {k: v for k, v in Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2)).state_dict().items()}
+    state = {
+        k: v
+        for k, v in Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2))
+        .state_dict()
+        .items()
+    }
     state.pop("encoder.layer.0.norm1.weight")
     state["encoder.layer.0.mlp.fc1.weight"] = torch.zeros(7, 32)
     state["encoder.layer.9.extra"] = torch.zeros(1)

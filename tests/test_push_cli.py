@@ -48,18 +48,36 @@ def test_dry_run_lists_the_upload_and_sends_nothing(adapter_folder, capsys, no_h
     assert code == 0
     assert out.splitlines()[0] == "Dry run: would upload 5 files to org/tiny (branch main)"
     listed = [line.strip() for line in out.splitlines()[1:6]]
-    assert listed == ["README.md", "adapter_config.json", "adapter_model.safetensors", "config.json", "preprocessor_config.json"]
+    assert listed == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+    ]
     assert f"Model card: tiny, adapter on {BACKBONE_ID}, library peft, 0 model-index metrics" in out
     assert "Never published from the folder: checkpoints/" in out
 
 
 def test_dry_run_with_a_reviewed_card(tmp_path, adapter_folder, capsys, no_hub):
-    assembled = hub.assemble_upload_folder(adapter_folder, tmp_path / "draft", repo_id="org/tiny", base_model=BACKBONE_ID)
+    assembled = hub.assemble_upload_folder(
+        adapter_folder, tmp_path / "draft", repo_id="org/tiny", base_model=BACKBONE_ID
+    )
     reviewed = assembled.card
     reviewed.text = reviewed.text.replace("## Limitations", "Reviewed by a maintainer.\n\n## Limitations")
     reviewed.save(tmp_path / "reviewed.md")
-    code = main([str(adapter_folder), "--repo-id", "org/tiny", "--base-model", BACKBONE_ID, "--dry-run",
-                 "--model-card", str(tmp_path / "reviewed.md")])
+    code = main(
+        [
+            str(adapter_folder),
+            "--repo-id",
+            "org/tiny",
+            "--base-model",
+            BACKBONE_ID,
+            "--dry-run",
+            "--model-card",
+            str(tmp_path / "reviewed.md"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     result = hub.push_tracker_to_hub(
         adapter_folder, "org/tiny", base_model=BACKBONE_ID, model_card=tmp_path / "reviewed.md", dry_run=True
@@ -142,8 +160,16 @@ print(json.dumps(runs))
 
 def test_cli_push_to_the_fake_hub(tmp_path, adapter_folder):
     report = tmp_path / "lasot.json"
-    report.write_text(json.dumps({"protocol": "lasot", "dataset": "lasot", "num_sequences": 2,
-                                  "metrics": {"success_auc": 55.5, "precision": 44.4}}))
+    report.write_text(
+        json.dumps(
+            {
+                "protocol": "lasot",
+                "dataset": "lasot",
+                "num_sequences": 2,
+                "metrics": {"success_auc": 55.5, "precision": 44.4},
+            }
+        )
+    )
     plot = tmp_path / "success.png"
     plot.write_bytes(b"\x89PNG\r\n\x1a\nfake")
     with FakeHub(idle_timeout=60, max_lifetime=180) as fake_hub:
@@ -153,21 +179,30 @@ def test_cli_push_to_the_fake_hub(tmp_path, adapter_folder):
 
         assert runs["no_token"]["code"] == 0 and runs["no_token"]["out"].startswith("Dry run:")
         assert runs["no_token_push"]["code"] == 2
-        assert "not logged in (401)" in runs["no_token_push"]["err"] and "hf auth login" in runs["no_token_push"]["err"]
+        assert (
+            "not logged in (401)" in runs["no_token_push"]["err"] and "hf auth login" in runs["no_token_push"]["err"]
+        )
         assert runs["push"]["code"] == 0, runs["push"]["err"]
         assert runs["push"]["out"].startswith("Uploaded 7 files to org/cli (branch dev): ")
 
         files = fake_hub.files("org/cli", "dev")
         assert set(files) == {
-            ".gitattributes", "README.md", "adapter_config.json", "adapter_model.safetensors", "config.json",
-            "preprocessor_config.json", "eval/lasot.json", "eval/success.png",
+            ".gitattributes",
+            "README.md",
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "config.json",
+            "preprocessor_config.json",
+            "eval/lasot.json",
+            "eval/success.png",
         }
         assert set(fake_hub.files("org/cli", "main")) == {".gitattributes"}
         assert fake_hub.repos["org/cli"].private
         assert "cli push" in fake_hub.commit_messages("org/cli")
         card = ModelCard(files["README.md"].decode())
         assert [(r.dataset_name, r.metric_type, r.metric_value) for r in card.data.eval_results] == [
-            ("LaSOT", "success_auc", 55.5), ("LaSOT", "precision", 44.4)
+            ("LaSOT", "success_auc", 55.5),
+            ("LaSOT", "precision", 44.4),
         ]
         assert "![eval/success.png](eval/success.png)" in card.text
         assert 'LoraTracker.from_pretrained("org/cli")' in card.text

@@ -25,8 +25,12 @@ SMALL = dict(frame_size=(96, 72), num_frames=24, keyframe_interval=6)
 
 
 def pixel_extent(box, width, height):
-    return (max(math.floor(box[0]), 0), max(math.floor(box[1]), 0),
-            min(math.ceil(box[2]), width), min(math.ceil(box[3]), height))
+    return (
+        max(math.floor(box[0]), 0),
+        max(math.floor(box[1]), 0),
+        min(math.ceil(box[2]), width),
+        min(math.ceil(box[3]), height),
+    )
 
 
 def mask_extent(mask):
@@ -49,8 +53,14 @@ def test_same_seed_same_video_other_seed_differs():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_boxes_and_flags_are_exact_from_the_rendering(seed):
-    config = SyntheticVideoConfig(**SMALL, occlusion_prob=1.0, max_occlusions=2, out_of_view_prob=1.0,
-                                  num_distractors=(1, 1), rounded_corner_prob=float(seed % 2))
+    config = SyntheticVideoConfig(
+        **SMALL,
+        occlusion_prob=1.0,
+        max_occlusions=2,
+        out_of_view_prob=1.0,
+        num_distractors=(1, 1),
+        rounded_corner_prob=float(seed % 2),
+    )
     video = SyntheticVideo(config, seed)
     sequence = generate_sequence(config, seed, return_masks=True)
     width, height = config.frame_size
@@ -80,8 +90,14 @@ def test_boxes_and_flags_are_exact_from_the_rendering(seed):
 
 
 def test_mask_matches_the_pixels_the_target_changes():
-    config = SyntheticVideoConfig(**SMALL, noise_std=0.0, illumination_change=0.0, motion_blur_prob=0.0,
-                                  occlusion_prob=1.0, full_occlusion_ratio=0.0)
+    config = SyntheticVideoConfig(
+        **SMALL,
+        noise_std=0.0,
+        illumination_change=0.0,
+        motion_blur_prob=0.0,
+        occlusion_prob=1.0,
+        full_occlusion_ratio=0.0,
+    )
     video = SyntheticVideo(config, 5)
     frames = [video.render_frame(t, return_mask=True) for t in range(0, 24, 4)]
     away = video.target.boxes + [1000.0, 1000.0, 1000.0, 1000.0]
@@ -95,8 +111,15 @@ def test_mask_matches_the_pixels_the_target_changes():
 
 
 def test_events_happen_and_frame_zero_is_visible():
-    hard = SyntheticVideoConfig(frame_size=(96, 72), num_frames=60, occlusion_prob=1.0, full_occlusion_ratio=1.0,
-                                max_occlusions=2, out_of_view_prob=1.0, keyframe_interval=8)
+    hard = SyntheticVideoConfig(
+        frame_size=(96, 72),
+        num_frames=60,
+        occlusion_prob=1.0,
+        full_occlusion_ratio=1.0,
+        max_occlusions=2,
+        out_of_view_prob=1.0,
+        keyframe_interval=8,
+    )
     out_of_view = occluded = 0
     for seed in range(8):
         sequence = SyntheticVideo(hard, seed)

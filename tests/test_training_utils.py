@@ -59,16 +59,22 @@ def _write(path, text):
 
 
 def test_recipe_base_inheritance_and_command_line_precedence(tmp_path):
-    _write(tmp_path / "base.yaml", """
+    _write(
+        tmp_path / "base.yaml",
+        """
         model: {variant: L-224}
         training: {learning_rate: 2.0e-4, num_train_epochs: 50, output_dir: base-run}
         data: {dataset_roots: {lasot: /data/LaSOT}}
-        """)
-    child = _write(tmp_path / "child.yaml", """
+        """,
+    )
+    child = _write(
+        tmp_path / "child.yaml",
+        """
         base: base.yaml
         training: {num_train_epochs: 7}
         peft: {lora_r: 16, lora_target_modules: qv}
-        """)
+        """,
+    )
     config = parse_train_args(["--config", child, "--learning_rate", "3e-5", "--dataset_roots", '{"got10k": "/g"}'])
     assert config.model.variant == "L-224"  # inherited
     assert config.training.num_train_epochs == 7  # child overrides base
@@ -132,7 +138,10 @@ def test_lora_parameter_groups_follow_the_official_weight_decay_rule():
         else:
             assert group["weight_decay"] == 0.1, name
     # the (1, D) final score weight is 1-D once squeezed: no decay, as in the official rule
-    assert by_name["base_model.model.tracker_head.modules_to_save.default.score_mlp.layers.2.weight"]["weight_decay"] == 0.0
+    assert (
+        by_name["base_model.model.tracker_head.modules_to_save.default.score_mlp.layers.2.weight"]["weight_decay"]
+        == 0.0
+    )
     assert by_name["base_model.model.encoder.layer.0.attention.q_proj.lora_A.default.weight"]["weight_decay"] == 0.1
 
 
@@ -253,7 +262,10 @@ def test_latest_ignores_checkpoints_without_a_valid_marker(tmp_path):
     assert read_checkpoint_marker(good)["global_step"] == 200
     assert read_checkpoint_marker(truncated) is None
     assert [(info.path.name, info.complete) for info in list_checkpoints(root)] == [
-        ("checkpoint-100", True), ("checkpoint-200", True), ("checkpoint-300", False), ("checkpoint-400", False)
+        ("checkpoint-100", True),
+        ("checkpoint-200", True),
+        ("checkpoint-300", False),
+        ("checkpoint-400", False),
     ]
     assert latest_checkpoint(root) == good
     assert resolve_checkpoint("latest", root) == good
@@ -338,7 +350,9 @@ def test_exports_load_back_to_the_same_outputs(tmp_path, full_finetune):
     expected |= {"model.safetensors"} if full_finetune else {"adapter_config.json", "adapter_model.safetensors"}
     assert expected <= {p.name for p in target.iterdir()}
     if not full_finetune:
-        assert (target / "adapter_model.safetensors").stat().st_size < (tmp_path / "backbone" / "model.safetensors").stat().st_size
+        assert (target / "adapter_model.safetensors").stat().st_size < (
+            tmp_path / "backbone" / "model.safetensors"
+        ).stat().st_size
     reloaded = load_tracker_model(target)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**_inputs()).score_map, model(**_inputs()).score_map, rtol=0, atol=1e-6)
@@ -419,7 +433,12 @@ def test_tracking_evaluation_scores_every_sequence_and_restores_state(tmp_path):
     assert torch.equal(after, torch.rand(1))  # no RNG consumed
     assert model.training
     assert metrics["track_num_sequences"] == 2
-    assert set(metrics) == {"track_success_auc", "track_precision", "track_normalized_precision", "track_num_sequences"}
+    assert set(metrics) == {
+        "track_success_auc",
+        "track_precision",
+        "track_normalized_precision",
+        "track_num_sequences",
+    }
     assert all(0 <= metrics[key] <= 100 for key in metrics if key != "track_num_sequences")
 
 

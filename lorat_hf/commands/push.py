@@ -24,28 +24,45 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         epilog="Exit status: 0 on success, 2 when the folder, the card or the upload is refused.",
     )
-    parser.add_argument("folder", help="adapter folder (training's final/ or a lorat_hf.convert output) or merged model folder")
+    parser.add_argument(
+        "folder", help="adapter folder (training's final/ or a lorat_hf.convert output) or merged model folder"
+    )
     parser.add_argument("--repo-id", required=True, help="Hub repository ORG/NAME (created if missing)")
-    parser.add_argument("--private", action="store_true", help="create the repository as private (new repositories only)")
+    parser.add_argument(
+        "--private", action="store_true", help="create the repository as private (new repositories only)"
+    )
     parser.add_argument("--revision", help="branch to commit to (created from main if missing; default main)")
     parser.add_argument("--commit-message", help='commit title (default "Upload LoRAT tracker")')
-    parser.add_argument("--dry-run", action="store_true", help="validate and list what would be uploaded; send nothing")
     parser.add_argument(
-        "--base-model", help="Hub id of the DINOv2 backbone (e.g. facebook/dinov2-base) when the folder names a local path"
+        "--dry-run", action="store_true", help="validate and list what would be uploaded; send nothing"
+    )
+    parser.add_argument(
+        "--base-model",
+        help="Hub id of the DINOv2 backbone (e.g. facebook/dinov2-base) when the folder names a local path",
     )
     parser.add_argument("--model-card", help="publish this reviewed README.md instead of a generated card")
     parser.add_argument(
-        "--eval-report", action="append", default=[], metavar="JSON", help="lorat-eval report to upload and show (repeatable)"
+        "--eval-report",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="lorat-eval report to upload and show (repeatable)",
     )
-    parser.add_argument("--plot", action="append", default=[], metavar="PNG", help="plot to upload and embed (repeatable)")
-    parser.add_argument("--license", default=DEFAULT_LICENSE, help=f"license id of a generated card (default {DEFAULT_LICENSE})")
+    parser.add_argument(
+        "--plot", action="append", default=[], metavar="PNG", help="plot to upload and embed (repeatable)"
+    )
+    parser.add_argument(
+        "--license", default=DEFAULT_LICENSE, help=f"license id of a generated card (default {DEFAULT_LICENSE})"
+    )
     return parser
 
 
 def _describe(result: PushResult) -> str:
     where = f"{result.repo_id} (branch {result.revision})"
-    head = f"Dry run: would upload {len(result.files)} files to {where}" if result.dry_run else (
-        f"Uploaded {len(result.files)} files to {where}: {result.commit_url}"
+    head = (
+        f"Dry run: would upload {len(result.files)} files to {where}"
+        if result.dry_run
+        else (f"Uploaded {len(result.files)} files to {where}: {result.commit_url}")
     )
     lines = [head, *(f"  {name}" for name in result.files)]
     data = result.card.data

@@ -468,7 +468,12 @@ def _build_cache_entry(reader: SequenceReader, root: Path, plan: ReadPlan, entry
         raise
     logger.info(
         "Parsed %d %s/%s sequences (%d frames) in %.1f s into %s",
-        len(names), reader.name, plan.split, num_frames, time.perf_counter() - start, entry,
+        len(names),
+        reader.name,
+        plan.split,
+        num_frames,
+        time.perf_counter() - start,
+        entry,
     )
 
 
@@ -561,4 +566,3 @@ def iter_sequences(dataset: Iterable[dict[str, Any]]) -> Iterator[TrackingSequen
     """`TrackingSequence` views of every row of a dataset (or any iterable of rows)."""
     for row in dataset:
         yield TrackingSequence.from_row(row)
-

@@ -122,12 +122,27 @@ class SyntheticVideoConfig:
             raise ValueError(f"target_size must lie in (0, 0.9], got {self.target_size}.")
         if self.target_aspect_ratio[0] <= 0:
             raise ValueError(f"target_aspect_ratio must be positive, got {self.target_aspect_ratio}.")
-        for name in ("rounded_corner_prob", "occlusion_prob", "full_occlusion_ratio", "out_of_view_prob",
-                     "motion_blur_prob", "min_visible_fraction"):
+        for name in (
+            "rounded_corner_prob",
+            "occlusion_prob",
+            "full_occlusion_ratio",
+            "out_of_view_prob",
+            "motion_blur_prob",
+            "min_visible_fraction",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability/fraction in [0, 1], got {getattr(self, name)}.")
-        for name in ("min_target_size", "speed", "scale_change", "aspect_change", "motion_blur_strength",
-                     "illumination_change", "camera_motion", "background_clutter", "noise_std"):
+        for name in (
+            "min_target_size",
+            "speed",
+            "scale_change",
+            "aspect_change",
+            "motion_blur_strength",
+            "illumination_change",
+            "camera_motion",
+            "background_clutter",
+            "noise_std",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.illumination_change >= 1:
@@ -150,13 +165,33 @@ class SyntheticVideoConfig:
     def preset(cls, name: str, **overrides: Any) -> SyntheticVideoConfig:
         """``"easy"`` (no occlusion/out-of-view, one distractor), ``"medium"`` (the defaults) or ``"hard"``."""
         presets = {
-            "easy": dict(num_distractors=(0, 1), occlusion_prob=0.0, out_of_view_prob=0.0, motion_blur_prob=0.0,
-                         illumination_change=0.1, scale_change=0.2, speed=0.008, noise_std=1.0),
+            "easy": dict(
+                num_distractors=(0, 1),
+                occlusion_prob=0.0,
+                out_of_view_prob=0.0,
+                motion_blur_prob=0.0,
+                illumination_change=0.1,
+                scale_change=0.2,
+                speed=0.008,
+                noise_std=1.0,
+            ),
             "medium": {},
-            "hard": dict(num_distractors=(2, 4), occlusion_prob=0.7, max_occlusions=3, full_occlusion_ratio=0.5,
-                         out_of_view_prob=0.35, motion_blur_prob=0.25, illumination_change=0.35, scale_change=0.6,
-                         aspect_change=0.4, speed=0.02, keyframe_interval=10, target_size=(0.08, 0.25),
-                         background_clutter=25.0, noise_std=4.0),
+            "hard": dict(
+                num_distractors=(2, 4),
+                occlusion_prob=0.7,
+                max_occlusions=3,
+                full_occlusion_ratio=0.5,
+                out_of_view_prob=0.35,
+                motion_blur_prob=0.25,
+                illumination_change=0.35,
+                scale_change=0.6,
+                aspect_change=0.4,
+                speed=0.02,
+                keyframe_interval=10,
+                target_size=(0.08, 0.25),
+                background_clutter=25.0,
+                noise_std=4.0,
+            ),
         }
         if name not in presets:
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(presets)}.")
@@ -239,7 +274,6 @@ class _Layer:
             alpha *= _corner_mask(box, roi, self.corner)
         return roi, alpha.astype(np.float32)
 
-
     def full_area(self, t: int) -> float:
         """Rendered area (sum of coverage) of the whole object at frame ``t``, ignoring the frame's borders."""
         box = self.boxes[t]
@@ -286,7 +320,10 @@ def _warp_texture(texture: np.ndarray, box: np.ndarray, roi: tuple[int, int, int
         [[sx, 0.0, (x0 + 0.5 - box[0]) * sx - 0.5], [0.0, sy, (y0 + 0.5 - box[1]) * sy - 0.5]], dtype=np.float64
     )
     return cv2.warpAffine(
-        texture, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        texture,
+        matrix,
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
 
@@ -297,8 +334,17 @@ def _hsv_to_rgb(hue: float, saturation: float, value: float) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0] * 255.0
 
 
-_HUE_NAMES = ((15, "red"), (45, "orange"), (70, "yellow"), (160, "green"), (200, "cyan"), (260, "blue"),
-              (290, "purple"), (335, "pink"), (360, "red"))
+_HUE_NAMES = (
+    (15, "red"),
+    (45, "orange"),
+    (70, "yellow"),
+    (160, "green"),
+    (200, "cyan"),
+    (260, "blue"),
+    (290, "purple"),
+    (335, "pink"),
+    (360, "red"),
+)
 
 
 def _colour_name(hue: float, saturation: float, value: float) -> str:
@@ -349,8 +395,14 @@ class _TextureSpec:
     def description(self) -> str:
         names = [_colour_name(*colour) for colour in self.colours[:2]]
         colours = names[0] if names[0] == names[1] else f"{names[0]} and {names[1]}"
-        shape = {"checker": "checkered", "stripes": "striped", "dots": "dotted", "rings": "ringed",
-                 "blobs": "spotted", "grid": "grid-patterned"}[self.pattern]
+        shape = {
+            "checker": "checkered",
+            "stripes": "striped",
+            "dots": "dotted",
+            "rings": "ringed",
+            "blobs": "spotted",
+            "grid": "grid-patterned",
+        }[self.pattern]
         return f"a {colours} {shape} box"
 
 
@@ -361,8 +413,11 @@ def _random_colour(rng: np.random.Generator, hue: float | None = None) -> tuple[
 
 def _random_texture_spec(rng: np.random.Generator, pattern: str | None = None) -> _TextureSpec:
     hue = rng.uniform(0, 360)
-    colours = [_random_colour(rng, hue), _random_colour(rng, hue + rng.uniform(90, 270)),
-               (float(rng.uniform(0, 360)), float(rng.uniform(0, 0.4)), float(rng.choice([0.15, 0.95])))]
+    colours = [
+        _random_colour(rng, hue),
+        _random_colour(rng, hue + rng.uniform(90, 270)),
+        (float(rng.uniform(0, 360)), float(rng.uniform(0, 0.4)), float(rng.choice([0.15, 0.95]))),
+    ]
     return _TextureSpec(
         pattern=pattern or str(rng.choice(PATTERNS)),
         colours=colours,
@@ -424,8 +479,9 @@ class SyntheticVideo:
             point = keys[-1] + step * rng.uniform(0.5, 1.5) * np.array([math.cos(angle), math.sin(angle)])
             for axis in range(2):
                 if point[axis] < low[axis] or point[axis] > high[axis]:
-                    point[axis] = np.clip(2 * np.clip(point[axis], low[axis], high[axis]) - point[axis],
-                                          low[axis], high[axis])
+                    point[axis] = np.clip(
+                        2 * np.clip(point[axis], low[axis], high[axis]) - point[axis], low[axis], high[axis]
+                    )
                     angle = math.pi - angle if axis == 0 else -angle
             keys.append(point)
         return np.stack(keys)
@@ -461,18 +517,28 @@ class SyntheticVideo:
         num_shapes = int(round(cfg.background_clutter * canvas_w * canvas_h / 1e5))
         short = min(canvas_w, canvas_h)
         for _ in range(num_shapes):
-            colour = tuple(float(c) for c in _hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.05, 0.7),
-                                                         rng.uniform(0.2, 0.95)))
+            colour = tuple(
+                float(c) for c in _hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.05, 0.7), rng.uniform(0.2, 0.95))
+            )
             centre = (int(rng.integers(canvas_w)), int(rng.integers(canvas_h)))
             size = int(rng.uniform(0.03, 0.15) * short) + 2
             kind = rng.integers(4)
             if kind == 0:
-                cv2.rectangle(canvas, (centre[0] - size, centre[1] - size // 2),
-                              (centre[0] + size, centre[1] + size // 2), colour, -1, cv2.LINE_AA)
+                cv2.rectangle(
+                    canvas,
+                    (centre[0] - size, centre[1] - size // 2),
+                    (centre[0] + size, centre[1] + size // 2),
+                    colour,
+                    -1,
+                    cv2.LINE_AA,
+                )
             elif kind == 1:
                 cv2.circle(canvas, centre, size, colour, -1, cv2.LINE_AA)
             elif kind == 2:
-                end = (centre[0] + int(rng.integers(-3 * size, 3 * size)), centre[1] + int(rng.integers(-3 * size, 3 * size)))
+                end = (
+                    centre[0] + int(rng.integers(-3 * size, 3 * size)),
+                    centre[1] + int(rng.integers(-3 * size, 3 * size)),
+                )
                 cv2.line(canvas, centre, end, colour, int(rng.integers(1, 5)), cv2.LINE_AA)
             else:
                 points = (np.array(centre) + rng.integers(-size, size + 1, (3, 2))).astype(np.int32)
@@ -519,14 +585,20 @@ class SyntheticVideo:
         self.distractors = []
         for _ in range(count):
             factor = rng.uniform(0.75, 1.3)
-            widths, heights = self._sizes(rng, math.sqrt(base_w * base_h) * factor, base_w / base_h *
-                                          math.exp(rng.uniform(-0.2, 0.2)), cfg.scale_change, cfg.aspect_change)
+            widths, heights = self._sizes(
+                rng,
+                math.sqrt(base_w * base_h) * factor,
+                base_w / base_h * math.exp(rng.uniform(-0.2, 0.2)),
+                cfg.scale_change,
+                cfg.aspect_change,
+            )
             margin = np.array([widths.max(), heights.max()]) / 2
             start = rng.uniform(margin * 0.6, np.maximum(np.array([self.width, self.height]) - margin * 0.6, margin))
             centres = _catmull_rom(self._walk(rng, start, margin * 0.6), self.num_frames, cfg.keyframe_interval)
             spec = _distractor_spec(rng, self.target_spec)
-            self.distractors.append(_Layer(spec.render(), self._boxes(centres, widths, heights),
-                                           corner=self.target.corner))
+            self.distractors.append(
+                _Layer(spec.render(), self._boxes(centres, widths, heights), corner=self.target.corner)
+            )
 
     def _plan_occluders(self, rng: np.random.Generator) -> None:
         cfg = self.config
@@ -554,8 +626,12 @@ class SyntheticVideo:
                 boxes = np.concatenate([centres - occ_size / 2, centres + occ_size / 2], axis=1)
                 head = slice(0, min(3, self.num_frames))
                 target_head = self.target.boxes[head]
-                apart = (boxes[head, 0] >= target_head[:, 2] + 2) | (boxes[head, 2] <= target_head[:, 0] - 2) | \
-                        (boxes[head, 1] >= target_head[:, 3] + 2) | (boxes[head, 3] <= target_head[:, 1] - 2)
+                apart = (
+                    (boxes[head, 0] >= target_head[:, 2] + 2)
+                    | (boxes[head, 2] <= target_head[:, 0] - 2)
+                    | (boxes[head, 1] >= target_head[:, 3] + 2)
+                    | (boxes[head, 3] <= target_head[:, 1] - 2)
+                )
                 if np.all(apart):
                     spec = _random_texture_spec(rng)
                     self.occluders.append(_Layer(spec.render(), boxes, shape=shape))
@@ -571,8 +647,8 @@ class SyntheticVideo:
         gradient = _catmull_rom(rng.uniform(-1, 1, (count, 1)), self.num_frames, interval)[:, 0]
         self._gradient_amount = 0.5 * cfg.illumination_change * np.clip(gradient, -1, 1)
         angle = rng.uniform(0, 2 * math.pi)
-        y, x = np.mgrid[0:self.height, 0:self.width].astype(np.float32)
-        ramp = ((x - self.width / 2) * math.cos(angle) + (y - self.height / 2) * math.sin(angle))
+        y, x = np.mgrid[0 : self.height, 0 : self.width].astype(np.float32)
+        ramp = (x - self.width / 2) * math.cos(angle) + (y - self.height / 2) * math.sin(angle)
         self._ramp = (ramp / (max(self.width, self.height) / 2)).astype(np.float32)[..., None]
         windows = math.ceil(self.num_frames / 6)
         self._blurred = np.repeat(rng.random(windows) < cfg.motion_blur_prob, 6)[: self.num_frames]
@@ -595,7 +671,9 @@ class SyntheticVideo:
             (ox0, oy0, ox1, oy1), alpha = occluder.alpha(t, self.width, self.height)
             ix0, iy0, ix1, iy1 = max(x0, ox0), max(y0, oy0), min(x1, ox1), min(y1, oy1)
             if ix1 > ix0 and iy1 > iy0:
-                transmittance[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] *= 1.0 - alpha[iy0 - oy0:iy1 - oy0, ix0 - ox0:ix1 - ox0]
+                transmittance[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] *= (
+                    1.0 - alpha[iy0 - oy0 : iy1 - oy0, ix0 - ox0 : ix1 - ox0]
+                )
         return transmittance
 
     def _annotate(self) -> None:
@@ -647,7 +725,7 @@ class SyntheticVideo:
         if not 0 <= t < self.num_frames:
             raise IndexError(f"Frame {t} is outside the video (0..{self.num_frames - 1}).")
         ox, oy = self._camera[t]
-        canvas = self._background[oy:oy + self.height, ox:ox + self.width].copy()
+        canvas = self._background[oy : oy + self.height, ox : ox + self.width].copy()
         for layer in self.distractors:
             self._paint(canvas, layer, t)
         self._paint(canvas, self.target, t)
@@ -658,7 +736,7 @@ class SyntheticVideo:
             canvas = self._motion_blur(canvas, t)
         if self.config.noise_std > 0:
             nx, ny = self._noise_offsets[t]
-            canvas += self._noise[ny:ny + self.height, nx:nx + self.width]
+            canvas += self._noise[ny : ny + self.height, nx : nx + self.width]
         frame = np.clip(canvas, 0, 255, out=canvas).astype(np.uint8)
         if not return_mask:
             return frame
@@ -738,8 +816,13 @@ def read_synthetic_annotations(sequence_folder: str | os.PathLike) -> dict[str, 
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: not a sequence written by lorat_hf.data.synthetic.")
     content = json.loads(path.read_text())
-    for key, dtype in (("boxes_xyxy", np.float64), ("visible_fraction", np.float64), ("visible", bool),
-                       ("out_of_view", bool), ("full_occlusion", bool)):
+    for key, dtype in (
+        ("boxes_xyxy", np.float64),
+        ("visible_fraction", np.float64),
+        ("visible", bool),
+        ("out_of_view", bool),
+        ("full_occlusion", bool),
+    ):
         content[key] = np.asarray(content[key], dtype=dtype)
     content["boxes_xyxy"] = content["boxes_xyxy"].reshape(-1, 4)
     return content
@@ -747,7 +830,9 @@ def read_synthetic_annotations(sequence_folder: str | os.PathLike) -> dict[str, 
 
 def _write_image(path: Path, frame: np.ndarray, jpeg_quality: int) -> None:
     bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if path.suffix == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    params = (
+        [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if path.suffix == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    )
     if not cv2.imwrite(str(path), bgr, params):
         raise OSError(f"Could not write {path}.")
 
@@ -770,8 +855,13 @@ class _LayoutWriter:
             self.manifest.setdefault("sequences", {})
 
     def key(self, index: int) -> str:
-        payload = {"layout": self.layout, "split": self.split, "seed": self.seed, "index": index,
-                   "config": self.config.to_dict()}
+        payload = {
+            "layout": self.layout,
+            "split": self.split,
+            "seed": self.seed,
+            "index": index,
+            "config": self.config.to_dict(),
+        }
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
     def folder(self, name: str) -> Path:
@@ -782,7 +872,9 @@ class _LayoutWriter:
         parent = self.root / pattern if self.layout == "lasot" else self.root
         if parent.is_dir():
             used.update(path.name for path in parent.iterdir())
-        numbers = [int(match.group(1)) for name in used if (match := re.fullmatch(re.escape(pattern) + r"-(\d+)", name))]
+        numbers = [
+            int(match.group(1)) for name in used if (match := re.fullmatch(re.escape(pattern) + r"-(\d+)", name))
+        ]
         return f"{pattern}-{max(numbers, default=0) + 1}"
 
     def run(self, num_sequences: int, write_files) -> list[str]:
@@ -793,7 +885,9 @@ class _LayoutWriter:
         show = os.environ.get("LOCAL_RANK", "0") in ("", "0")
         with FileLock(str(self.root / f".{_MANIFEST}.lock")):
             self.load_manifest()
-            for index in tqdm(range(num_sequences), desc=f"Writing synthetic {self.layout} sequences", disable=not show):
+            for index in tqdm(
+                range(num_sequences), desc=f"Writing synthetic {self.layout} sequences", disable=not show
+            ):
                 key = self.key(index)
                 video = None
                 name = self.manifest["sequences"].get(key)
@@ -814,11 +908,18 @@ class _LayoutWriter:
                     write_files(video, name, temporary)
                     sidecar = {
                         "generator": "lorat_hf.data.synthetic",
-                        "seed": video.seed, "run_seed": self.seed, "index": index, "split": self.split,
-                        "config": self.config.to_dict(), "target_pattern": video.target_pattern,
-                        "description": video.description, "boxes_xyxy": video.boxes_xyxy.tolist(),
-                        "visible_fraction": video.visible_fraction.tolist(), "visible": video.visible.tolist(),
-                        "out_of_view": video.out_of_view.tolist(), "full_occlusion": video.full_occlusion.tolist(),
+                        "seed": video.seed,
+                        "run_seed": self.seed,
+                        "index": index,
+                        "split": self.split,
+                        "config": self.config.to_dict(),
+                        "target_pattern": video.target_pattern,
+                        "description": video.description,
+                        "boxes_xyxy": video.boxes_xyxy.tolist(),
+                        "visible_fraction": video.visible_fraction.tolist(),
+                        "visible": video.visible.tolist(),
+                        "out_of_view": video.out_of_view.tolist(),
+                        "full_occlusion": video.full_occlusion.tolist(),
                     }
                     (temporary / _SIDECAR).write_text(json.dumps(sidecar) + "\n")
                     os.replace(temporary, final)
@@ -942,7 +1043,9 @@ def synthetic_sequences_dataset(
     schema (``dataset == "generic"``, exact float boxes), rows in index order."""
     from .sequences import load_sequences
 
-    names = write_generic_layout(root, num_sequences, config, seed, image_format=image_format, jpeg_quality=jpeg_quality)
+    names = write_generic_layout(
+        root, num_sequences, config, seed, image_format=image_format, jpeg_quality=jpeg_quality
+    )
     dataset = load_sequences("generic", root, cache_dir=cache_dir)
     positions = {name: position for position, name in enumerate(dataset["name"])}
     return dataset.select([positions[name] for name in names])

@@ -46,7 +46,9 @@ class TrackingNetReader(SequenceReader):
         split = self.default_split if split is None else split
         if split in self.splits or _CHUNK.fullmatch(split) or split == "TEST":
             return split
-        raise ValueError(f"Unknown trackingnet split {split!r}; choose 'train', 'test' or a chunk name like 'TRAIN_3'.")
+        raise ValueError(
+            f"Unknown trackingnet split {split!r}; choose 'train', 'test' or a chunk name like 'TRAIN_3'."
+        )
 
     def chunks(self, root: Path, split: str) -> list[str]:
         if split == "train":
