@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,3 +28,20 @@ def tiny_config(**overrides):
 @pytest.fixture
 def tiny_tracker_config():
     return tiny_config()
+
+
+def run_in_process_group(
+    command: list[str], cwd: str | os.PathLike, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess:
+    """Run `command` in its own process group and capture its output; on timeout the whole group is killed (no
+    orphaned workers or ranks) and the test fails with the end of stderr."""
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{' '.join(map(str, command))} did not finish in {timeout} s:\n{stderr[-6000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)

@@ -25,15 +25,13 @@ import json
 import os
 import re
 import shlex
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import pytest
-from conftest import OFFICIAL
+from conftest import OFFICIAL, run_in_process_group
 from hub_server import FakeHub, User
 
 REPO = Path(__file__).resolve().parents[1]
@@ -341,22 +339,8 @@ class Workspace:
         return env
 
     def _run(self, command: list[str], env: dict[str, str]) -> tuple[str, str, int]:
-        process = subprocess.Popen(
-            command,
-            cwd=self.cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            stdout, stderr = process.communicate(timeout=BLOCK_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            stdout, stderr = process.communicate()
-            pytest.fail(f"{command} did not finish in {BLOCK_TIMEOUT} s:\n{stderr[-6000:]}")
-        return stdout, stderr, process.returncode
+        result = run_in_process_group(command, cwd=self.cwd, env=env, timeout=BLOCK_TIMEOUT)
+        return result.stdout, result.stderr, result.returncode
 
     def run_block(self, block: Block, index: int) -> BlockRun:
         if block.language == "bash":

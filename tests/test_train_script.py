@@ -7,7 +7,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
+from conftest import run_in_process_group
 from data_factories import make_generic
 from safetensors.torch import load_file
 
@@ -48,17 +48,9 @@ def launch(args: list[str], processes: int = 1, timeout: int = 420) -> subproces
     else:
         launcher = ["--num_processes", "1", "--cpu"]
     command = [str(ACCELERATE), "launch", *launcher, str(TRAIN_SCRIPT), *args]
-    process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        pytest.fail(f"{' '.join(command)} did not finish in {timeout} s:\n{stderr[-6000:]}")
-    assert process.returncode == 0, f"{' '.join(command)} failed:\n{stderr[-6000:]}"
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    result = run_in_process_group(command, cwd=REPO, env=env, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stderr[-6000:]}"
+    return result
 
 
 @pytest.fixture(scope="module")
