@@ -69,19 +69,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def training_video_settings(model: str) -> tuple[dict, tuple[int, ...]]:
-    """Frame size / length and the synthetic run seeds of a tracker's training, from its `train_config.json`
-    (empty settings and no seeds when the folder has none, e.g. a Hub id or a converted official model)."""
-    path = Path(model) / "train_config.json"
-    if not path.is_file():
-        return {}, ()
-    data = json.loads(path.read_text(encoding="utf-8"))["arguments"]["data"]
-    if not any(entry.split(":")[0] == "synthetic" for entry in data["train_datasets"]):
-        return {}, ()
-    settings = {"frame_size": tuple(data["synthetic_frame_size"]), "num_frames": data["synthetic_sequence_length"]}
-    return settings, (data["synthetic_seed"], data["synthetic_seed"] + 1)
-
-
 def integer_box(box_xywh: np.ndarray) -> tuple[int, int, int, int]:
     """The nearest whole-pixel `x, y, w, h` (corners rounded; at least 1 px wide and high)."""
     x1, y1 = round(box_xywh[0]), round(box_xywh[1])
@@ -138,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from lorat_hf.assets import default_model_path
+    from lorat_hf.assets import default_model_path, synthetic_training_videos
     from lorat_hf.data.synthetic import SyntheticVideoConfig, write_generic_layout
     from lorat_hf.evaluation import load_ground_truth, run_evaluation, save_plots, score_results
 
     cv2.setNumThreads(1)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     model = args.model or default_model_path()
-    settings, training_seeds = training_video_settings(model)
+    settings, training_seeds = synthetic_training_videos(model) or ({}, ())
     if args.seed in training_seeds:
         raise SystemExit(
             f"compare_opencv: error: seed {args.seed} made this tracker's training/validation videos "
@@ -175,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"LoRAT ({model}) on {len(sequences)} videos, {num_frames} frames")
     lorat_dir = results_root / "LoRAT"
     start = time.perf_counter()
-    run_evaluation(
+    lorat_report = run_evaluation(
         model,
         "generic",
         test_root,
@@ -190,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         float(np.loadtxt(path, delimiter=",").sum()) for path in (lorat_dir / "results").glob("*_time.txt")
     )
     label = "LoRAT (embedded demo tracker)" if args.model is None else f"LoRAT ({Path(model).name})"
-    reports[label] = score_results(lorat_dir / "results", sequences, dataset="generic", protocol=PROTOCOL, mode=MODE)
+    reports[label] = lorat_report  # already scored with PROTOCOL / MODE
     rows.append({"tracker": label, "fps": num_frames / max(lorat_tracking_seconds, 1e-9), **reports[label]["metrics"]})
 
     for key in args.trackers:

@@ -2,7 +2,7 @@
 
 Each benchmark owns one section of the file, delimited by `<!-- BEGIN name -->` and `<!-- END name -->` lines, and
 replaces only that section on every run (appending it when it is not there yet); everything outside it is kept
-byte for byte. Writes are atomic (a temporary file in the same folder, then `os.replace`) and serialised by a file
+byte for byte. Writes are atomic (`lorat_hf.file_utils.write_text_atomic`) and serialised by a file
 lock, `RESULTS.md.lock` next to the file (gitignored), so that benchmarks finishing at the same time do not lose
 each other's update.
 
@@ -13,10 +13,11 @@ The scripts run as `python benchmarks/<name>.py`, which puts this folder on `sys
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from filelock import FileLock
+
+from lorat_hf.file_utils import write_text_atomic
 
 RESULTS_FILE = Path(__file__).resolve().with_name("RESULTS.md")
 HEADER = "# Benchmark results\n"
@@ -56,25 +57,7 @@ def update_results_section(name: str, markdown: str, path: str | os.PathLike = R
             text = text[:start] + block + text[after:]
         else:
             text = text.rstrip("\n") + "\n\n" + block
-        _write_atomic(path, text)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder and `os.replace` (readers never see half a file).
-
-    Kept free of `lorat_hf` imports (like `lorat_hf.file_utils.write_text_atomic`, which it mirrors) so that writing
-    a table does not import torch; the file keeps its permissions.
-    """
-    mode = (path.stat().st_mode & 0o777) if path.exists() else 0o644
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        write_text_atomic(path, text)  # a replaced file keeps its permissions
 
 
 __all__ = ["RESULTS_FILE", "section_markers", "update_results_section"]

@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -126,6 +124,7 @@ def read_box_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def draw_picture(sequence, boxes_xywh: np.ndarray, scores: np.ndarray, count: int, path: Path) -> None:
     """`count` evenly spaced frames side by side: tracker box (green, with score) over the ground truth (white)."""
     from lorat_hf.boxes import xywh_to_xyxy
+    from lorat_hf.file_utils import write_text_atomic
     from lorat_hf.video_io import draw_box, read_image_rgb
 
     indices = np.unique(np.linspace(0, len(boxes_xywh) - 1, count).round().astype(int))
@@ -144,12 +143,10 @@ def draw_picture(sequence, boxes_xywh: np.ndarray, scores: np.ndarray, count: in
         tiles.append(frame)
     gap = np.full((tiles[0].shape[0], 4, 3), 255, dtype=np.uint8)
     row = np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(handle)
-    if not cv2.imwrite(temporary, cv2.cvtColor(row, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-        Path(temporary).unlink(missing_ok=True)
-        raise OSError(f"Could not write {path}.")
-    os.replace(temporary, path)
+    encoded, png = cv2.imencode(".png", cv2.cvtColor(row, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not encoded:
+        raise OSError(f"Could not encode {path} as PNG.")
+    write_text_atomic(path, png.tobytes())
 
 
 def main(argv: list[str] | None = None) -> int:

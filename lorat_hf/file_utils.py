@@ -12,10 +12,24 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# `tempfile.mkstemp` / `mkdtemp` create private entries (0600 / 0700); what is moved into place gets the permissions
+# an ordinary `open` / `mkdir` would have given it (or keeps those of the file it replaces).
+_UMASK = _umask()
+NEW_FILE_MODE = 0o666 & ~_UMASK
+NEW_DIR_MODE = 0o777 & ~_UMASK
+
+
 def write_text_atomic(
     path: str | os.PathLike, text: str | bytes, *, overwrite: bool = True, fsync: bool = False
 ) -> Path:
-    """Write `text` to `path` through a temporary file in the same folder and `os.replace`.
+    """Write `text` to `path` through a temporary file in the same folder and `os.replace`. A replaced file keeps its
+    permissions; a new one gets the usual ones (0666 minus the umask).
 
     With `overwrite=False` an existing file raises `FileExistsError` instead of being replaced; `fsync=True` flushes
     the data to disk before the rename (checkpoint markers).
@@ -25,6 +39,7 @@ def write_text_atomic(
         raise FileExistsError(f"{path} already exists; remove it or choose another output path.")
     path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode("utf-8") if isinstance(text, str) else text
+    mode = (path.stat().st_mode & 0o777) if path.exists() else NEW_FILE_MODE
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
@@ -32,6 +47,7 @@ def write_text_atomic(
             if fsync:
                 stream.flush()
                 os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -58,6 +74,7 @@ def staged_directory(output: str | os.PathLike, *, overwrite: bool = False) -> I
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
+        os.chmod(staging, NEW_DIR_MODE)
         yield staging
         if output.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{output.name}.old.", dir=output.parent))

@@ -303,6 +303,25 @@ def test_write_json_atomic_replaces_and_leaves_no_temporary_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
 
 
+def test_atomic_writes_give_ordinary_permissions_and_keep_a_replaced_files(tmp_path):
+    """Temporary files and folders are private (0600/0700); what is moved into place must not stay so, or an export
+    on a shared machine could not be read by the other users."""
+    import os
+
+    from lorat_hf.file_utils import staged_directory, write_text_atomic
+
+    umask = os.umask(0)
+    os.umask(umask)
+    new = write_text_atomic(tmp_path / "new.txt", "x")
+    assert new.stat().st_mode & 0o777 == 0o666 & ~umask
+    os.chmod(new, 0o640)
+    write_text_atomic(new, "y")
+    assert new.stat().st_mode & 0o777 == 0o640
+    with staged_directory(tmp_path / "export") as folder:
+        write_text_atomic(folder / "config.json", "{}")
+    assert (tmp_path / "export").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
 def test_trainable_weights_round_trip_and_refuse_another_configuration(tmp_path):
     torch.manual_seed(0)
     trained = add_adapters(LoraTrackerModel(tiny_config()))

@@ -19,6 +19,7 @@ of the same kind can be generated with another seed (`examples/demo.py`, `benchm
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,27 @@ def default_model_path() -> str:
     return str(folder)
 
 
-def demo_train_config() -> dict[str, Any]:
-    """The effective training configuration saved with the demo tracker (`train_config.json`)."""
-    path = Path(default_model_path()) / TRAIN_CONFIG_NAME
-    return json.loads(path.read_text(encoding="utf-8"))
+def synthetic_training_videos(
+    model_path: str | os.PathLike | None = None,
+) -> tuple[dict[str, Any], tuple[int, int]] | None:
+    """What a tracker folder's `train_config.json` says about the synthetic videos it was trained on:
+    `({"frame_size": (w, h), "num_frames": n}, (train_seed, validation_seed))` (`examples/train.py` generates the
+    training videos with `synthetic_seed` and the validation ones with `synthetic_seed + 1`).
+
+    `model_path` defaults to the embedded demo tracker; None when the folder has no `train_config.json` (a Hub id, a
+    converted official model) or was not trained on `synthetic` videos.
+    """
+    from ..training.arguments import parse_dataset_entry
+
+    path = Path(model_path if model_path is not None else default_model_path()) / TRAIN_CONFIG_NAME
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))["arguments"]["data"]
+    if not any(parse_dataset_entry(entry)[0] == "synthetic" for entry in data["train_datasets"]):
+        return None
+    settings = {"frame_size": tuple(data["synthetic_frame_size"]), "num_frames": data["synthetic_sequence_length"]}
+    seed = int(data["synthetic_seed"])
+    return settings, (seed, seed + 1)
 
 
 def demo_video_config(**overrides: Any):
@@ -52,24 +70,22 @@ def demo_video_config(**overrides: Any):
     training configuration, every other setting the generator's "medium" defaults); `overrides` replace fields."""
     from ..data.synthetic import SyntheticVideoConfig
 
-    data = demo_train_config()["arguments"]["data"]
-    settings = dict(frame_size=tuple(data["synthetic_frame_size"]), num_frames=data["synthetic_sequence_length"])
+    settings, _ = synthetic_training_videos()
     return SyntheticVideoConfig.preset("medium", **{**settings, **overrides})
 
 
 def demo_training_seeds() -> tuple[int, int]:
-    """Run seeds of the synthetic videos seen in training: `(train, validation)` (`examples/train.py` uses
-    `synthetic_seed` for the training videos and `synthetic_seed + 1` for the validation ones)."""
-    seed = int(demo_train_config()["arguments"]["data"]["synthetic_seed"])
-    return seed, seed + 1
+    """Run seeds of the synthetic videos the demo tracker saw in training: `(train, validation)`."""
+    return synthetic_training_videos()[1]
 
 
 def check_held_out_seed(seed: int) -> None:
     """Raise `ValueError` when `seed` is one of the run seeds whose videos the demo tracker saw in training."""
-    if int(seed) in demo_training_seeds():
+    seeds = demo_training_seeds()
+    if int(seed) in seeds:
         raise ValueError(
-            f"Seed {seed} generated videos the demo tracker was trained or validated on (seeds "
-            f"{demo_training_seeds()}); pick another seed for a held-out test."
+            f"Seed {seed} generated videos the demo tracker was trained or validated on (seeds {seeds}); pick another "
+            "seed for a held-out test."
         )
 
 
@@ -77,7 +93,7 @@ __all__ = [
     "DEMO_TRACKER_DIRNAME",
     "check_held_out_seed",
     "default_model_path",
-    "demo_train_config",
     "demo_training_seeds",
     "demo_video_config",
+    "synthetic_training_videos",
 ]

@@ -15,9 +15,7 @@ import csv
 import io
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..assets import default_model_path
+from ..file_utils import write_text_atomic
 
 logger = logging.getLogger("lorat_hf.track")
 
@@ -120,14 +119,7 @@ def write_box_file(path: Path, rows: list[dict], box_format: str, video: str) ->
         for row in rows:
             writer.writerow([row["frame_index"], *(f"{v:.4f}" for v in row["box"]), f"{row['score']:.6f}"])
         text = buffer.getvalue()
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def run(args: argparse.Namespace) -> int:
