@@ -20,8 +20,8 @@ import lorat_hf.engine.videos
 from lorat_hf import LoraTrackerModel
 from lorat_hf.commands.evaluate import main
 from lorat_hf.data import TrackingSequence
-from lorat_hf.evaluation import load_report, parse_boxes, write_pytracking_result
 from lorat_hf.engine import TrackedVideo
+from lorat_hf.evaluation import load_report, parse_boxes, write_pytracking_result
 from lorat_hf.evaluation.runner import _Job, _write_job
 
 REPO = Path(__file__).resolve().parents[1]
