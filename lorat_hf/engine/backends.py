@@ -196,15 +196,3 @@ def get_backend(
         return model
     config = tracker_config(model)
     return _backend_class(config.model_type)(model, autocast_dtype=autocast_dtype, max_batch_size=max_batch_size)
-
-
-__all__ = [
-    "TrackingBackend",
-    "LoraTrackerBackend",
-    "get_backend",
-    "register_backend",
-    "registered_model_types",
-    "run_tracker_forward",
-    "model_device_and_dtype",
-    "tracker_config",
-]

@@ -201,15 +201,3 @@ def release_targets(model: nn.Module | TrackingBackend, states: Sequence[TargetS
     """Tell the backend these targets are finished (frees per-target resources such as KV-cache rows)."""
     if states:
         get_backend(model).release_targets(states)
-
-
-__all__ = [
-    "initialize_targets",
-    "track_step",
-    "release_targets",
-    "check_processor_matches",
-    "default_image_processor",
-    "resolve_autocast_dtype",
-    "resolve_device",
-    "rgb_frames",
-]
