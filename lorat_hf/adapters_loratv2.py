@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from peft.tuners.lora import LoraLayer
 
 from .adapters import official_lora_init_
 from .configuration_loratv2 import TEMPLATE_STREAM, Loratv2Config
@@ -28,7 +27,9 @@ from .modeling_loratv2 import Loratv2Model, expert_linear_names
 
 logger = logging.getLogger(__name__)
 
-STREAM_ADAPTER_SUBFOLDER = "{stream}"  # peft writes a non-"default" adapter into a subfolder named after it
+# peft writes each non-"default" adapter into a subfolder named after it: `<folder>/<stream>/adapter_*`.
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 
 
 def stream_target_modules(config: Loratv2Config, stream: str) -> str:
@@ -152,9 +153,41 @@ def load_stream_adapters(
     return model.merge_and_unload() if merge else model
 
 
-def merged_stream_weight(module: LoraLayer, stream: str) -> torch.Tensor:
-    """The weight a stream's merged Linear gets: `W + (alpha / r) B A` (what `merge_and_unload` writes)."""
-    return module.base_layer.weight + module.get_delta_weight(stream)
+def load_loratv2_model(
+    path: str,
+    config: Loratv2Config,
+    merge: bool = False,
+    backbone_name_or_path: str | None = None,
+    dtype: torch.dtype | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+    hub_kwargs: dict[str, Any] | None = None,
+) -> PeftModel | Loratv2Model:
+    """Load a LoRATv2 folder or Hub repo: merged (`model.safetensors`) or backbone + one adapter per stream."""
+    from .adapters import _resolve_file, resolve_backbone_path
+
+    hub_kwargs = dict(hub_kwargs or {})
+    folders = {}
+    for stream in config.stream_names:
+        adapter_config = _resolve_file(path, f"{stream}/{ADAPTER_CONFIG_NAME}", hub_kwargs)
+        if adapter_config is None:
+            continue
+        weights = _resolve_file(path, f"{stream}/{ADAPTER_WEIGHTS_NAME}", hub_kwargs)
+        if weights is None:
+            raise OSError(f"{path!r} has {stream}/{ADAPTER_CONFIG_NAME} but no {stream}/{ADAPTER_WEIGHTS_NAME}.")
+        folders[stream] = os.path.dirname(adapter_config)
+    if not folders:
+        model = Loratv2Model.from_pretrained(path, **hub_kwargs)
+        return model.to(dtype) if dtype is not None else model
+    missing = [s for s in config.stream_names if s not in folders]
+    if missing:
+        raise OSError(f"{path!r} has adapters for {sorted(folders)} but none for the streams {missing}.")
+    backbone = resolve_backbone_path(config, path, backbone_name_or_path)
+    shared = {k: v for k, v in hub_kwargs.items() if k in ("cache_dir", "token", "local_files_only", "proxies")}
+    shared.update(backbone_kwargs or {})
+    logger.info("Loading the DINOv2-with-registers backbone from %s", backbone)
+    base = Loratv2Model.from_backbone(backbone, config=config, **shared)
+    model = load_stream_adapters(base, folders, merge=merge)
+    return model.to(dtype) if dtype is not None else model
 
 
 __all__ = [
@@ -166,4 +199,5 @@ __all__ = [
     "save_stream_adapters",
     "load_stream_adapters",
     "stream_adapter_folders",
+    "load_loratv2_model",
 ]

@@ -436,6 +436,9 @@ def add_loratv2_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     """Run a LoRATv2 conversion from parsed `python -m lorat_hf.convert` arguments."""
     search_sizes = args.search_size if isinstance(args.search_size, list) else None
+    if getattr(args, "search_area_factor", None) is not None:
+        print("error: LoRATv2 uses the official area factors (4 for region 0, 5 for region 1).", file=sys.stderr)
+        return 2
     try:
         output = convert_loratv2(
             dinov2=args.dinov2,
