@@ -118,28 +118,33 @@ class LoraTrackerMlp(nn.Module):
 class LoraTrackerHead(nn.Module):
     """Anchor-free head: score logits and sigmoid l/t/r/b distances from each cell centre (normalised units)."""
 
-    def __init__(self, config: LoraTrackerConfig):
+    def __init__(self, config: LoraTrackerConfig, grid_wh: tuple[int, int] | None = None):
         super().__init__()
         dim = config.hidden_size
         hidden = config.head_hidden_size or dim
-        self.grid_wh = config.search_grid_wh
+        self.grid_wh = tuple(grid_wh) if grid_wh is not None else config.search_grid_wh
         self.score_mlp = LoraTrackerMlp(dim, hidden, 1, config.head_num_layers)
         self.box_mlp = LoraTrackerMlp(dim, hidden, 4, config.head_num_layers)
 
-    def cell_centers(self, device: torch.device) -> torch.Tensor:
+    def cell_centers(self, device: torch.device, grid_wh: tuple[int, int] | None = None) -> torch.Tensor:
         """`(H, W, 2)` normalised `(x, y)` centres of the response cells: `((i + 0.5) / W, (j + 0.5) / H)`, fp32."""
-        width, height = self.grid_wh
+        width, height = grid_wh or self.grid_wh
         xs = (torch.arange(width, dtype=torch.float32, device=device) + 0.5) / width
         ys = (torch.arange(height, dtype=torch.float32, device=device) + 0.5) / height
         return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(B, H*W, D)` -> score logits `(B, H, W)` and normalised `xyxy` boxes `(B, H, W, 4)`, both fp32."""
-        width, height = self.grid_wh
+    def forward(
+        self, features: torch.Tensor, grid_wh: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, H*W, D)` -> score logits `(B, H, W)` and normalised `xyxy` boxes `(B, H, W, 4)`, both fp32.
+
+        `grid_wh` overrides the configured grid (a head applied to another region's tokens).
+        """
+        width, height = grid_wh or self.grid_wh
         batch = features.shape[0]
         score_map = self.score_mlp(features).float().view(batch, height, width)
         distances = self.box_mlp(features).float().sigmoid().view(batch, height, width, 4)
-        centers = self.cell_centers(distances.device)
+        centers = self.cell_centers(distances.device, (width, height))
         boxes = torch.cat((centers - distances[..., :2], centers + distances[..., 2:]), dim=-1)
         return score_map, boxes
 

@@ -48,17 +48,25 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def resolve_autocast_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for a requested compute dtype (`"float16"`, `torch.bfloat16`, ...); None means fp32."""
+def parse_compute_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """`None`, `"fp32"`, `"float16"`, `"bf16"`, `torch.bfloat16`, ... -> float32, float16 or bfloat16."""
     if isinstance(dtype, str):
         name = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32"}.get(dtype, dtype)
         if not isinstance(getattr(torch, name, None), torch.dtype):
             raise ValueError(f"Unknown dtype {dtype!r}; use float32, float16 or bfloat16.")
         dtype = getattr(torch, name)
-    if dtype is None or dtype == torch.float32:
-        return None
-    if dtype not in HALF_DTYPES:
+    if dtype is None:
+        return torch.float32
+    if dtype != torch.float32 and dtype not in HALF_DTYPES:
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}.")
+    return dtype
+
+
+def resolve_autocast_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for a requested compute dtype (`"float16"`, `torch.bfloat16`, ...); None means fp32."""
+    dtype = parse_compute_dtype(dtype)
+    if dtype == torch.float32:
+        return None
     if device.type == "cpu":
         logger.warning("%s autocast on CPU is usually slower than float32 and is not the official setting.", dtype)
     return dtype
