@@ -28,13 +28,15 @@ from lorat_hf.data.augmentation import (
 from lorat_hf.data.pairs import (
     MODEL_INPUT_KEYS,
     EpochIndexSampler,
+    SearchRegion,
     TrackingPairDataset,
+    TrackingTupletDataset,
     build_train_dataloader,
     collate_pairs,
+    search_regions_from_config,
 )
 from lorat_hf.data.sequences import SEQUENCE_FEATURES, read_frame
-from lorat_hf.loss_lora_tracker import normalized_target_box, positive_cells_from_box
-from lorat_hf.modeling_lora_tracker import template_token_type_ids_from_boxes
+from lorat_hf.labels import normalized_target_box, positive_cells_from_box, template_token_type_ids_from_boxes
 
 WIDTH, HEIGHT = 320, 240
 
@@ -412,3 +414,84 @@ def test_bad_arguments_raise_clear_errors(sequences, processor):
         PairAugmentation(flip_probability=1.5)
     with pytest.raises(IndexError, match="epoch, index"):
         make_dataset(sequences, processor)[(1, 2, 3)]
+
+
+# ----- LoRATv2 tuplets -----
+PHASE_2_REGIONS = [SearchRegion((56, 56), 4.0), SearchRegion((84, 84), 5.0)]
+
+
+def test_phase_1_tuplets_are_the_pairs_with_a_list_of_search_crops(sequences, processor):
+    pairs = make_dataset(sequences, processor, samples_per_epoch=12)
+    tuplets = TrackingTupletDataset(
+        sequences, processor, [SearchRegion((112, 112), 4.0)], samples_per_epoch=12, seed=0
+    )
+    assert tuplets.temporal_adaptor == "passthrough"
+    for index in range(12):
+        pair, tuplet = pairs[index], tuplets[index]
+        assert tuple(tuplet) == MODEL_INPUT_KEYS and len(tuplet["search_pixel_values"]) == 1
+        assert torch.equal(tuplet["search_pixel_values"][0], pair["search_pixel_values"])
+        for key in ("template_pixel_values", "template_token_type_ids", "labels", "positive_mask"):
+            assert torch.equal(tuplet[key], pair[key]), key
+
+
+def test_phase_2_tuplets_crop_reference_and_tracked_frames_and_label_the_last(sequences, processor):
+    dataset = TrackingTupletDataset(sequences, processor, PHASE_2_REGIONS, samples_per_epoch=24, seed=1)
+    assert dataset.temporal_adaptor == "increased_difficulty"
+    for index in range(24):
+        sample = dataset.get_pair(index)
+        assert sample.tuplet.search_frames == (sample.pair.template_frame, sample.pair.search_frame)
+        assert len(sample.search_images) == 2 and sample.search_image is sample.search_images[1]
+        assert [image.shape for image in sample.search_images] == [(56, 56, 3), (84, 84, 3)]
+        assert len(sample.augmentation.flipped) == 3 and len(sample.augmentation.jitters) == 3
+        item = dataset.to_model_inputs(sample)
+        assert [tuple(t.shape) for t in item["search_pixel_values"]] == [(3, 56, 56), (3, 84, 84)]
+        assert np.array_equal(item["labels"].numpy(), normalized_target_box(sample.search_boxes[1], (84, 84)))
+        assert np.array_equal(
+            item["positive_mask"].numpy(), positive_cells_from_box(sample.search_boxes[1], (84, 84), (6, 6))
+        )
+        for box, size in zip(sample.search_boxes, (56, 84), strict=True):
+            assert np.all(box >= 0) and np.all(box <= size) and np.all(box[2:] > box[:2])
+    assert_items_equal_nested(
+        dataset[5], TrackingTupletDataset(sequences, processor, PHASE_2_REGIONS, samples_per_epoch=24, seed=1)[5]
+    )
+
+    batch = collate_pairs([dataset[i] for i in range(3)])
+    assert [tuple(t.shape) for t in batch["search_pixel_values"]] == [(3, 3, 56, 56), (3, 3, 84, 84)]
+    assert batch["labels"].shape == (3, 4) and batch["positive_mask"].shape == (3, 6, 6)
+
+
+def test_phase_2_reference_region_uses_its_own_context(sequences, processor):
+    """Without jitter, region 0 is the context-4 crop of the reference frame, region 1 the context-5 crop."""
+    dataset = TrackingTupletDataset(
+        sequences, processor, PHASE_2_REGIONS, scale_jitter=0.0, translation_jitter=0.0, augmentation=False
+    )
+    sample = dataset.get_pair(0)
+    for params, box, region in zip(sample.search_crop_params, sample.search_frame_boxes, PHASE_2_REGIONS, strict=True):
+        expected = siamfc_crop_params(box, region.area_factor, region.size_wh)
+        assert np.allclose(params[0], expected[0], rtol=0.02)
+
+
+def test_tuplet_geometry_comes_from_a_loratv2_style_config():
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(search_sizes_wh=[(224, 224), (378, 378)], search_area_factors=[4.0, 5.0])
+    assert search_regions_from_config(config) == [SearchRegion((224, 224), 4.0), SearchRegion((378, 378), 5.0)]
+
+
+def test_tuplet_options_fail_clearly(sequences, processor):
+    with pytest.raises(ValueError, match="yields 1 search frame.*use 'increased_difficulty'"):
+        TrackingTupletDataset(sequences, processor, PHASE_2_REGIONS, temporal_adaptor="passthrough")
+    with pytest.raises(ValueError, match="No temporal sampling recipe for 4 search regions"):
+        TrackingTupletDataset(sequences, processor, PHASE_2_REGIONS * 2)
+    with pytest.raises(ValueError, match="at least one search region"):
+        TrackingTupletDataset(sequences, processor, [])
+
+
+def assert_items_equal_nested(first: dict, second: dict) -> None:
+    assert first.keys() == second.keys()
+    for key in first:
+        a, b = first[key], second[key]
+        if isinstance(a, list):
+            assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b, strict=True)), key
+        else:
+            assert torch.equal(a, b), key

@@ -8,7 +8,15 @@ import datasets
 import numpy as np
 import pytest
 
-from lorat_hf.data.sampling import SequenceTable, TrackingPairSampler, sample_frame_pair, sample_generator
+from lorat_hf.data.sampling import (
+    SampledPair,
+    SequenceTable,
+    TrackingPairSampler,
+    adapt_pair,
+    sample_frame_pair,
+    sample_generator,
+    temporal_adaptor_for,
+)
 from lorat_hf.data.sequences import SEQUENCE_FEATURES
 
 
@@ -220,3 +228,41 @@ def test_clear_errors_for_bad_input():
         TrackingPairSampler(toy_dataset(2), weights=[-1.0])
     with pytest.raises(IndexError, match="out of range"):
         TrackingPairSampler(toy_dataset(2), samples_per_epoch=4).sample(4)
+
+
+# ----- LoRATv2 temporal tuplets -----
+def test_passthrough_keeps_the_pair_and_draws_nothing():
+    rng = np.random.default_rng(5)
+    state = rng.bit_generator.state
+    tuplet = adapt_pair(SampledPair(1, 2, 40, 75), np.ones(300, bool), "passthrough", rng)
+    assert (tuplet.source, tuplet.row, tuplet.template_frame, tuplet.search_frames) == (1, 2, 40, (75,))
+    assert rng.bit_generator.state == state  # phase-1 samples stay exactly the LoRAT pairs
+
+
+def test_increased_difficulty_moves_the_pair_to_the_search_regions_and_draws_a_far_template():
+    """Phase 2: reference = the pair's template frame, tracked = its search frame, and a new template from any visible
+    frame of the whole track (no max-gap limit), never an invisible one."""
+    valid = np.ones(1000, bool)
+    valid[500:600] = False
+    rng = np.random.default_rng(0)
+    pair = SampledPair(0, 3, 100, 150)
+    templates = []
+    for _ in range(2000):
+        tuplet = adapt_pair(pair, valid, "increased_difficulty", rng)
+        assert (tuplet.source, tuplet.row, tuplet.search_frames) == (0, 3, (100, 150))
+        templates.append(tuplet.template_frame)
+    templates = np.array(templates)
+    assert valid[templates].all()
+    assert templates.min() < 20 and templates.max() > 980  # the whole track, far beyond the 100-frame gap
+    assert 0.3 < np.mean(np.abs(templates - 150) > 100) < 1.0
+    # a track without visible frames keeps the pair's template frame
+    none_visible = adapt_pair(pair, np.zeros(1000, bool), "increased_difficulty", rng)
+    assert none_visible.template_frame == 100 and none_visible.search_frames == (100, 150)
+
+
+def test_the_phase_decides_the_adaptor_and_bad_names_fail_clearly():
+    assert temporal_adaptor_for(1) == "passthrough" and temporal_adaptor_for(2) == "increased_difficulty"
+    with pytest.raises(ValueError, match="3 search regions"):
+        temporal_adaptor_for(3)
+    with pytest.raises(ValueError, match="Unknown temporal adaptor 'harder'"):
+        adapt_pair(SampledPair(0, 0, 1, 2), np.ones(5, bool), "harder", np.random.default_rng(0))

@@ -2,21 +2,23 @@
 
 Applied after cropping, in the official order (`config/LoRAT/run.yaml`, `augmentation`):
 
-1. horizontal flip, p = 0.5, independently for the template and the search crop (the box follows);
+1. horizontal flip, p = 0.5, independently for the template and each search crop (the box follows);
 2. colour jitter, brightness / contrast / saturation 0.4, independently per crop, in a random order, with
    torchvision-functional semantics on float images: brightness blends with black, contrast with the mean of the
    grayscale image, saturation with the grayscale image (`0.2989 R + 0.587 G + 0.114 B`), each clamped to the range;
-3. DeiT-III "3-augment", jointly for both crops: exactly one of grayscale, solarize (values >= 128 inverted) or
+3. DeiT-III "3-augment", jointly for all crops: exactly one of grayscale, solarize (values >= 128 inverted) or
    Gaussian blur with sigma ~ U[0.1, 2.0]. As in the official code, which goes through PIL, the crops are truncated
    to uint8 first and this step works on 8-bit pixels (PIL-style luma `0.299 R + 0.587 G + 0.114 B` for grayscale).
 
 Images are `(H, W, 3)` float32 RGB arrays in 0..255; boxes are continuous `xyxy` in crop pixels. Every random draw
-comes from the caller's numpy `Generator` and happens in a fixed order (flip template, flip search, jitter template,
-jitter search, 3-augment), so a sample is reproducible from its generator.
+comes from the caller's numpy `Generator` and happens in a fixed order (flip each crop, template first, jitter each
+crop, 3-augment), so a sample is reproducible from its generator. LoRATv2 tuplets (a template and several search
+crops) go through the same steps, per crop and jointly as above (`trackit/data/methods/LoRATv2_train`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -165,26 +167,47 @@ def apply_three_augment(image: np.ndarray, params: ThreeAugmentParams, solarize_
     raise ValueError(f"Unknown 3-augment operation {params.operation!r}; expected one of {THREE_AUGMENT_OPS}.")
 
 
-# ----- the pair pipeline -----
+# ----- the crop pipeline -----
 @dataclass
 class AugmentationRecord:
-    """What was applied to one pair (for inspection and tests)."""
+    """What was applied to the crops of one sample, template first (for inspection and tests).
 
-    template_flipped: bool = False
-    search_flipped: bool = False
-    template_jitter: ColorJitterParams | None = None
-    search_jitter: ColorJitterParams | None = None
+    Attributes:
+        flipped: per crop, whether it was mirrored.
+        jitters: per crop, its colour-jitter draw (empty when colour jitter is off).
+        three_augment: the joint 3-augment draw (`None` when off).
+    """
+
+    flipped: tuple[bool, ...] = ()
+    jitters: tuple[ColorJitterParams, ...] = ()
     three_augment: ThreeAugmentParams | None = None
+
+    @property
+    def template_flipped(self) -> bool:
+        return self.flipped[0]
+
+    @property
+    def search_flipped(self) -> bool:
+        """Whether the last (tracked) search crop was mirrored."""
+        return self.flipped[-1]
+
+    @property
+    def template_jitter(self) -> ColorJitterParams | None:
+        return self.jitters[0] if self.jitters else None
+
+    @property
+    def search_jitter(self) -> ColorJitterParams | None:
+        return self.jitters[-1] if self.jitters else None
 
 
 @dataclass
 class PairAugmentation:
-    r"""The official LoRAT crop augmentations for one template/search pair.
+    r"""The official crop augmentations for a template and one or more search crops (LoRAT pairs, LoRATv2 tuplets).
 
     Args:
         flip_probability (`float`): horizontal-flip probability, drawn independently per crop (0.5).
         brightness, contrast, saturation (`float`): colour-jitter strengths, drawn independently per crop (0.4).
-        three_augment (`bool`): apply DeiT-III 3-augment jointly to both crops (True).
+        three_augment (`bool`): apply DeiT-III 3-augment jointly to all crops (True).
         blur_sigma_range (`tuple[float, float]`): blur sigma range in pixels ((0.1, 2.0)).
         solarize_threshold (`int`): solarize threshold on 0..255 (128).
     """
@@ -207,36 +230,37 @@ class PairAugmentation:
             _factor_range(getattr(self, name), name)
 
     def __call__(
-        self,
-        template: np.ndarray,
-        template_box: np.ndarray,
-        search: np.ndarray,
-        search_box: np.ndarray,
-        rng: np.random.Generator,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, AugmentationRecord]:
-        """Augment a pair of `(H, W, 3)` float32 RGB crops in 0..255 and their `xyxy` boxes.
+        self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray], rng: np.random.Generator
+    ) -> tuple[list[np.ndarray], list[np.ndarray], AugmentationRecord]:
+        """Augment `(H, W, 3)` float32 RGB crops in 0..255 (template first, then each search crop) and their `xyxy`
+        boxes. Draws, in the official order: a flip per crop, a colour jitter per crop, one joint 3-augment.
 
-        Returns `(template, template_box, search, search_box, record)`; images stay float32 in 0..255 (integer
-        valued after the 3-augment).
+        Returns `(images, boxes, record)`; images stay float32 in 0..255 (integer valued after the 3-augment).
         """
-        record = AugmentationRecord()
-        if self.flip_probability > 0 and rng.random() < self.flip_probability:
-            template, template_box = horizontal_flip(template, template_box)
-            record.template_flipped = True
-        if self.flip_probability > 0 and rng.random() < self.flip_probability:
-            search, search_box = horizontal_flip(search, search_box)
-            record.search_flipped = True
+        if len(images) != len(boxes) or not images:
+            raise ValueError(f"Expected one box per crop and at least one crop, got {len(images)} and {len(boxes)}.")
+        images = list(images)
+        boxes = [np.asarray(box, np.float64) for box in boxes]
+        flipped = []
+        for index in range(len(images)):
+            flip = self.flip_probability > 0 and rng.random() < self.flip_probability
+            if flip:
+                images[index], boxes[index] = horizontal_flip(images[index], boxes[index])
+            flipped.append(bool(flip))
+        record = AugmentationRecord(flipped=tuple(flipped))
         if self.brightness or self.contrast or self.saturation:
-            record.template_jitter = draw_color_jitter(rng, self.brightness, self.contrast, self.saturation)
-            template = apply_color_jitter(template, record.template_jitter)
-            record.search_jitter = draw_color_jitter(rng, self.brightness, self.contrast, self.saturation)
-            search = apply_color_jitter(search, record.search_jitter)
+            jitters = []
+            for index in range(len(images)):
+                jitters.append(draw_color_jitter(rng, self.brightness, self.contrast, self.saturation))
+                images[index] = apply_color_jitter(images[index], jitters[-1])
+            record.jitters = tuple(jitters)
         if self.three_augment:
             record.three_augment = draw_three_augment(rng, self.blur_sigma_range)
-            template = apply_three_augment(to_uint8(template), record.three_augment, self.solarize_threshold)
-            search = apply_three_augment(to_uint8(search), record.three_augment, self.solarize_threshold)
-            template, search = template.astype(np.float32), search.astype(np.float32)
-        return template, np.asarray(template_box, np.float64), search, np.asarray(search_box, np.float64), record
+            images = [
+                apply_three_augment(to_uint8(image), record.three_augment, self.solarize_threshold).astype(np.float32)
+                for image in images
+            ]
+        return images, boxes, record
 
 
 __all__ = [

@@ -18,6 +18,10 @@ The fast path (`lorat_hf.data.fast_crop`) decodes JPEGs at reduced size and resi
 Items are dicts that go straight into `LoraTrackerModel.forward(**batch)` after `collate_pairs`:
 `template_pixel_values (3, Hz, Wz)` float32, `search_pixel_values (3, Hx, Wx)` float32,
 `template_token_type_ids (zH, zW)` int64, `labels (4,)` float32 normalised `xyxy`, `positive_mask (H, W)` bool.
+
+`TrackingTupletDataset` gives the LoRATv2 training tuplets (`loratv2-spec.md`, Training): the same pair, turned into
+a template and one crop per search region by the phase's temporal adaptor (`lorat_hf.data.sampling.adapt_pair`),
+every search crop jittered, labels from the last region only.
 """
 
 from __future__ import annotations
@@ -35,11 +39,18 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 from ..boxes import boxes_are_valid, clip_boxes_to_image
 from ..cropping import CropResult, crop_image, jittered_crop_params, map_boxes, siamfc_crop_params
 from ..image_processing_lora_tracker import LoraTrackerImageProcessor
-from ..loss_lora_tracker import normalized_target_box, positive_cells_from_box
-from ..modeling_lora_tracker import template_token_type_ids_from_boxes
+from ..labels import normalized_target_box, positive_cells_from_box, template_token_type_ids_from_boxes
 from .augmentation import AugmentationRecord, PairAugmentation
 from .fast_crop import decode_frame, decode_reduction, fast_crop
-from .sampling import SampledPair, SequenceTable, TrackingPairSampler
+from .sampling import (
+    TEMPORAL_ADAPTORS,
+    SampledPair,
+    SampledTuplet,
+    SequenceTable,
+    TrackingPairSampler,
+    adapt_pair,
+    temporal_adaptor_for,
+)
 from .sequences import read_frame
 from .workers import dataloader_worker_options
 
@@ -54,31 +65,61 @@ MODEL_INPUT_KEYS = (
 )
 
 
+@dataclass(frozen=True)
+class SearchRegion:
+    """Geometry of one search-region crop: output `size_wh` `(width, height)` px and context `area_factor`."""
+
+    size_wh: tuple[int, int]
+    area_factor: float
+
+
 @dataclass
 class TrainingPair:
     """Everything about one training sample before it becomes tensors.
 
+    A LoRAT pair has one search crop; a LoRATv2 tuplet has one per search region (`search_*` lists in region order,
+    the last one being the tracked, labelled crop; the singular properties read that one).
+
     Attributes:
-        pair: the frames used (after any replacement).
+        pair: the template/search pair the sampler drew (after any replacement).
+        tuplet: the frames actually cropped (`pair` itself for a LoRAT pair; see `adapt_pair`).
         attempts: how many candidate pairs were drawn (1 = the scheduled pair was used).
-        template_image, search_image: `(H, W, 3)` float32 RGB crops in 0..255, augmented, not normalised.
-        template_box, search_box: `(4,)` float64 `xyxy` target boxes in crop pixels (augmented, clipped).
-        template_params, search_params: `(2, 2)` pixel-aligned frame -> crop maps actually realised (before flips).
-        template_frame_box, search_frame_box: `(4,)` the boxes in frame pixels.
+        template_image, search_images: `(H, W, 3)` float32 RGB crops in 0..255, augmented, not normalised.
+        template_box, search_boxes: `(4,)` float64 `xyxy` target boxes in crop pixels (augmented, clipped).
+        template_params, search_crop_params: `(2, 2)` pixel-aligned frame -> crop maps actually realised (before
+            flips).
+        template_frame_box, search_frame_boxes: `(4,)` the boxes in frame pixels.
         augmentation: what the augmentations did (`None` when off).
     """
 
     pair: SampledPair
+    tuplet: SampledTuplet
     attempts: int
     template_image: np.ndarray
-    search_image: np.ndarray
+    search_images: list[np.ndarray]
     template_box: np.ndarray
-    search_box: np.ndarray
+    search_boxes: list[np.ndarray]
     template_params: np.ndarray
-    search_params: np.ndarray
+    search_crop_params: list[np.ndarray]
     template_frame_box: np.ndarray
-    search_frame_box: np.ndarray
+    search_frame_boxes: list[np.ndarray]
     augmentation: AugmentationRecord | None
+
+    @property
+    def search_image(self) -> np.ndarray:
+        return self.search_images[-1]
+
+    @property
+    def search_box(self) -> np.ndarray:
+        return self.search_boxes[-1]
+
+    @property
+    def search_params(self) -> np.ndarray:
+        return self.search_crop_params[-1]
+
+    @property
+    def search_frame_box(self) -> np.ndarray:
+        return self.search_frame_boxes[-1]
 
 
 class TrackingPairDataset(torch.utils.data.Dataset):
@@ -98,6 +139,10 @@ class TrackingPairDataset(torch.utils.data.Dataset):
         exact (`bool`): full-frame decode + the official cropper instead of the fast path.
         validation (`bool`): fixed pairs (the epoch is ignored).
         max_reduction (`int`): largest JPEG decode reduction of the fast path (1 disables reduced decoding).
+        search_regions (`list[SearchRegion]`, *optional*): the search crops, in region order (default: the
+            processor's single search crop); `TrackingTupletDataset` sets them for LoRATv2.
+        temporal_adaptor (`str`): how the sampled pair becomes the cropped frames (`adapt_pair`): `passthrough`
+            (one search region) or `increased_difficulty` (two, LoRATv2 phase 2).
         sampler_kwargs: more `TrackingPairSampler` options (`group_tracks`, `same_frame_fallback`).
 
     Indices are ints (the dataset's current epoch, see `set_epoch`) or `(epoch, index)` tuples, which is what
@@ -120,6 +165,8 @@ class TrackingPairDataset(torch.utils.data.Dataset):
         exact: bool = False,
         validation: bool = False,
         max_reduction: int = 8,
+        search_regions: Sequence[SearchRegion] | None = None,
+        temporal_adaptor: str = "passthrough",
         **sampler_kwargs: Any,
     ):
         if not isinstance(image_processor, LoraTrackerImageProcessor):
@@ -132,6 +179,22 @@ class TrackingPairDataset(torch.utils.data.Dataset):
             raise ValueError("scale_jitter, translation_jitter and min_object_size must be >= 0.")
         if max_reduction not in (1, 2, 4, 8):
             raise ValueError(f"max_reduction must be 1, 2, 4 or 8, got {max_reduction}.")
+        if search_regions is None:
+            search_regions = [SearchRegion(image_processor.search_size_wh, image_processor.search_area_factor)]
+        self.search_regions = [SearchRegion(tuple(r.size_wh), float(r.area_factor)) for r in search_regions]
+        if temporal_adaptor not in TEMPORAL_ADAPTORS:
+            raise ValueError(
+                f"Unknown temporal_adaptor {temporal_adaptor!r}; choose one of {', '.join(TEMPORAL_ADAPTORS)}."
+            )
+        if TEMPORAL_ADAPTORS[temporal_adaptor] != len(self.search_regions):
+            raise ValueError(
+                f"temporal_adaptor {temporal_adaptor!r} yields {TEMPORAL_ADAPTORS[temporal_adaptor]} search frame(s) "
+                f"but {len(self.search_regions)} search region(s) are configured; use "
+                f"{temporal_adaptor_for(len(self.search_regions))!r}."
+                if len(self.search_regions) in TEMPORAL_ADAPTORS.values()
+                else f"{len(self.search_regions)} search regions: the official recipes train one or two."
+            )
+        self.temporal_adaptor = temporal_adaptor
         self.sampler = TrackingPairSampler(
             sequences, weights, samples_per_epoch, seed, max_gap, validation=validation, **sampler_kwargs
         )
@@ -203,103 +266,142 @@ class TrackingPairDataset(torch.utils.data.Dataset):
         processor = self.image_processor
         table = self.sampler.tables[pair.source]
         track = table.track(pair.row)
-        template_box = track.boxes_xyxy[pair.template_frame]
-        search_box = track.boxes_xyxy[pair.search_frame]
+        tuplet = adapt_pair(pair, track.valid, self.temporal_adaptor, rng)
+        template_box = track.boxes_xyxy[tuplet.template_frame]
+        search_frame_boxes = [track.boxes_xyxy[frame] for frame in tuplet.search_frames]
         template_params = siamfc_crop_params(template_box, processor.template_area_factor, processor.template_size_wh)
-        search_params, success = jittered_crop_params(
-            search_box,
-            processor.search_area_factor,
-            processor.search_size_wh,
-            self.scale_jitter,
-            self.translation_jitter,
-            rng,
-            self.min_object_size,
-            self.crop_retry_count,
+        search_params = []
+        for box, region in zip(search_frame_boxes, self.search_regions, strict=True):
+            params, success = jittered_crop_params(
+                box,
+                region.area_factor,
+                region.size_wh,
+                self.scale_jitter,
+                self.translation_jitter,
+                rng,
+                self.min_object_size,
+                self.crop_retry_count,
+            )
+            if not success:
+                return None
+            search_params.append(params)
+        crops = self._crop(
+            [table.frame_path(pair.row, frame) for frame in (tuplet.template_frame, *tuplet.search_frames)],
+            [template_params, *search_params],
+            [processor.template_size_wh, *(region.size_wh for region in self.search_regions)],
+            track.image_wh,
         )
-        if not success:
-            return None
-        template_path = table.frame_path(pair.row, pair.template_frame)
-        search_path = (
-            template_path
-            if pair.search_frame == pair.template_frame
-            else table.frame_path(pair.row, pair.search_frame)
-        )
-        template_crop, search_crop = self._crop(
-            template_path, search_path, template_params, search_params, track.image_wh
-        )
-        template_crop_box = map_boxes(template_box, template_crop.params)
-        search_crop_box = map_boxes(search_box, search_crop.params)
-        template_image = _as_hwc(template_crop.image)
-        search_image = _as_hwc(search_crop.image)
+        images = [_as_hwc(crop.image) for crop in crops]
+        boxes = [
+            map_boxes(box, crop.params) for box, crop in zip((template_box, *search_frame_boxes), crops, strict=True)
+        ]
         record = None
         if self.augmentation is not None:
-            template_image, template_crop_box, search_image, search_crop_box, record = self.augmentation(
-                template_image, template_crop_box, search_image, search_crop_box, rng
-            )
-        template_crop_box = clip_boxes_to_image(template_crop_box, processor.template_size_wh)
-        search_crop_box = clip_boxes_to_image(search_crop_box, processor.search_size_wh)
-        if not (boxes_are_valid(template_crop_box) and boxes_are_valid(search_crop_box)):
-            return None  # the realised (pixel-aligned) crop lost the object: draw another pair
+            images, boxes, record = self.augmentation(images, boxes, rng)
+        sizes = [processor.template_size_wh, *(region.size_wh for region in self.search_regions)]
+        boxes = [clip_boxes_to_image(box, size) for box, size in zip(boxes, sizes, strict=True)]
+        if not all(boxes_are_valid(box) for box in boxes):
+            return None  # a realised (pixel-aligned) crop lost the object: draw another pair
         return TrainingPair(
             pair,
+            tuplet,
             attempts,
-            template_image,
-            search_image,
-            template_crop_box,
-            search_crop_box,
-            template_crop.params,
-            search_crop.params,
+            images[0],
+            images[1:],
+            boxes[0],
+            boxes[1:],
+            crops[0].params,
+            [crop.params for crop in crops[1:]],
             template_box,
-            search_box,
+            search_frame_boxes,
             record,
         )
 
     def _crop(
         self,
-        template_path: str,
-        search_path: str,
-        template_params: np.ndarray,
-        search_params: np.ndarray,
+        paths: list[str],
+        params: list[np.ndarray],
+        sizes_wh: list[tuple[int, int]],
         frame_wh: tuple[int, int],
-    ) -> tuple[CropResult, CropResult]:
-        processor = self.image_processor
+    ) -> list[CropResult]:
+        """Crop frame `paths[i]` with `params[i]` to `sizes_wh[i]`; a frame used by several crops is decoded once
+        (the fast path at the finest reduction any of them needs)."""
         if self.exact:
-            template_frame = read_frame(template_path)
-            search_frame = template_frame if search_path == template_path else read_frame(search_path)
-            return (
-                crop_image(template_frame, template_params, processor.template_size_wh),
-                crop_image(search_frame, search_params, processor.search_size_wh),
-            )
-        template_reduction = decode_reduction(template_params, self.max_reduction)
-        search_reduction = decode_reduction(search_params, self.max_reduction)
-        if search_path == template_path:
-            frame = decode_frame(template_path, min(template_reduction, search_reduction), frame_wh)
-            template_frame = search_frame = frame
-        else:
-            template_frame = decode_frame(template_path, template_reduction, frame_wh)
-            search_frame = decode_frame(search_path, search_reduction, frame_wh)
-        return (
-            fast_crop(template_frame, template_params, processor.template_size_wh),
-            fast_crop(search_frame, search_params, processor.search_size_wh),
-        )
+            frames = {path: read_frame(path) for path in dict.fromkeys(paths)}
+            return [crop_image(frames[p], m, size) for p, m, size in zip(paths, params, sizes_wh, strict=True)]
+        reductions: dict[str, int] = {}
+        for path, crop_params in zip(paths, params, strict=True):
+            reduction = decode_reduction(crop_params, self.max_reduction)
+            reductions[path] = min(reductions.get(path, reduction), reduction)
+        frames = {path: decode_frame(path, reduction, frame_wh) for path, reduction in reductions.items()}
+        return [fast_crop(frames[p], m, size) for p, m, size in zip(paths, params, sizes_wh, strict=True)]
 
     def to_model_inputs(self, sample: TrainingPair) -> dict[str, torch.Tensor]:
         """Normalised pixel values, template token types, target box and positive cells of one pair."""
+        inputs = self._template_and_labels(sample)
+        inputs["search_pixel_values"] = self.image_processor.normalize_crop(_as_chw(sample.search_image))
+        return {key: inputs[key] for key in MODEL_INPUT_KEYS}
+
+    def _template_and_labels(self, sample: TrainingPair) -> dict[str, torch.Tensor]:
+        """Template pixels and token types, and the labels of the last (tracked) search region."""
         processor = self.image_processor
-        template_pixels = processor.normalize_crop(_as_chw(sample.template_image))
-        search_pixels = processor.normalize_crop(_as_chw(sample.search_image))
+        region = self.search_regions[-1]
+        grid_wh = (region.size_wh[0] // processor.patch_size, region.size_wh[1] // processor.patch_size)
         token_type_ids = template_token_type_ids_from_boxes(
             sample.template_box[None], processor.template_grid_wh, processor.patch_size
         )[0]
-        positive_mask = positive_cells_from_box(sample.search_box, processor.search_size_wh, processor.search_grid_wh)
-        labels = normalized_target_box(sample.search_box, processor.search_size_wh)
         return {
-            "template_pixel_values": template_pixels,
-            "search_pixel_values": search_pixels,
+            "template_pixel_values": processor.normalize_crop(_as_chw(sample.template_image)),
             "template_token_type_ids": token_type_ids,
-            "labels": torch.from_numpy(labels),
-            "positive_mask": torch.from_numpy(positive_mask),
+            "labels": torch.from_numpy(normalized_target_box(sample.search_box, region.size_wh)),
+            "positive_mask": torch.from_numpy(positive_cells_from_box(sample.search_box, region.size_wh, grid_wh)),
         }
+
+
+class TrackingTupletDataset(TrackingPairDataset):
+    r"""LoRATv2 training tuplets: a template and one crop per search region (`trackit/data/methods/LoRATv2_train`).
+
+    The same sampler, crops, augmentations and labels as `TrackingPairDataset`, with `search_regions` (required)
+    and the temporal adaptor of the phase (default `temporal_adaptor_for(len(search_regions))`: phase 1 one region,
+    `passthrough`; phase 2 two regions, `increased_difficulty`). Every search crop is jittered; labels are those of
+    the last region. The image processor supplies the template geometry, the patch size and the normalisation.
+
+    Items: `template_pixel_values (3, Hz, Wz)`, `search_pixel_values` = a list with one `(3, H_i, W_i)` tensor per
+    region, `template_token_type_ids (zH, zW)`, `labels (4,)` and `positive_mask (H, W)` of the last region;
+    `collate_pairs` stacks each region separately.
+    """
+
+    def __init__(
+        self,
+        sequences: datasets.Dataset | SequenceTable | Sequence[datasets.Dataset | SequenceTable],
+        image_processor: LoraTrackerImageProcessor,
+        search_regions: Sequence[SearchRegion],
+        temporal_adaptor: str | None = None,
+        **kwargs: Any,
+    ):
+        if not search_regions:
+            raise ValueError("A LoRATv2 tuplet needs at least one search region.")
+        if temporal_adaptor is None:
+            temporal_adaptor = temporal_adaptor_for(len(search_regions))
+        super().__init__(
+            sequences, image_processor, search_regions=search_regions, temporal_adaptor=temporal_adaptor, **kwargs
+        )
+
+    def to_model_inputs(self, sample: TrainingPair) -> dict[str, Any]:
+        """Like `TrackingPairDataset.to_model_inputs`, with one search tensor per region (a list)."""
+        inputs = self._template_and_labels(sample)
+        inputs["search_pixel_values"] = [
+            self.image_processor.normalize_crop(_as_chw(image)) for image in sample.search_images
+        ]
+        return {key: inputs[key] for key in MODEL_INPUT_KEYS}
+
+
+def search_regions_from_config(config: Any) -> list[SearchRegion]:
+    """The search regions of a LoRATv2 config (`search_sizes_wh`, `search_area_factors`), in region order."""
+    return [
+        SearchRegion(tuple(size), float(factor))
+        for size, factor in zip(config.search_sizes_wh, config.search_area_factors, strict=True)
+    ]
 
 
 def _as_hwc(image: torch.Tensor) -> np.ndarray:
@@ -317,7 +419,8 @@ def _as_chw(image: np.ndarray) -> torch.Tensor:
 def collate_pairs(batch: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Stack a list of `TrackingPairDataset` items into a batch for `LoraTrackerModel.forward(**batch)`.
 
-    Returns `template_pixel_values (B, 3, Hz, Wz)`, `search_pixel_values (B, 3, Hx, Wx)`,
+    Returns `template_pixel_values (B, 3, Hz, Wz)`, `search_pixel_values (B, 3, Hx, Wx)` (for
+    `TrackingTupletDataset` items a list with one `(B, 3, H_i, W_i)` tensor per search region),
     `template_token_type_ids (B, zH, zW)`, `labels (B, 4)` and `positive_mask (B, H, W)`.
     """
     if len(batch) == 0:
@@ -395,8 +498,11 @@ def build_train_dataloader(
 __all__ = [
     "MODEL_INPUT_KEYS",
     "EpochIndexSampler",
+    "SearchRegion",
     "TrainingPair",
     "TrackingPairDataset",
+    "TrackingTupletDataset",
     "build_train_dataloader",
     "collate_pairs",
+    "search_regions_from_config",
 ]

@@ -12,6 +12,10 @@ The official recipe (LoRAT `config/LoRAT/run.yaml`, `trackit/data/sampling/per_s
 * when a sequence has no valid pair, or the jittered search crop fails later on, a replacement is drawn: a dataset
   by weight, then a uniformly random sequence (the official fallback path).
 
+LoRATv2 (`trackit/data/methods/LoRATv2_train/temporal_training_tuplet_sampling`) samples the same pairs (interval mode,
+max gap 100) and turns each into a temporal tuplet with an adaptor (`adapt_pair`): `passthrough` in phase 1,
+`increased_difficulty` in phase 2.
+
 Every random draw comes from numpy's PCG64 seeded by `(seed, epoch, sample index)`, so any process can compute any
 sample with no shared mutable RNG: a resumed run draws the same pairs, whatever the DataLoader worker count.
 
@@ -218,6 +222,54 @@ class SampledPair:
     search_frame: int
 
 
+# ----- LoRATv2 temporal tuplets -----
+# How a sampled pair becomes a tuplet (`run.data.train.temporal_sampling.adaptor.type` of the official LoRATv2 recipes).
+TEMPORAL_ADAPTORS = {"passthrough": 1, "increased_difficulty": 2}  # adaptor -> search frames it yields
+
+
+@dataclass(frozen=True)
+class SampledTuplet:
+    """The frames of one LoRATv2 training sample: `template_frame` and `search_frames` (search region order; the last
+    one is the tracked, labelled frame), all of track `row` of dataset `source`."""
+
+    source: int
+    row: int
+    template_frame: int
+    search_frames: tuple[int, ...]
+
+
+def temporal_adaptor_for(num_search_regions: int) -> str:
+    """The official adaptor of a model with `num_search_regions` search regions: `passthrough` for phase 1 (one
+    region), `increased_difficulty` for phase 2 (two regions)."""
+    for name, count in TEMPORAL_ADAPTORS.items():
+        if count == num_search_regions:
+            return name
+    raise ValueError(
+        f"No temporal sampling recipe for {num_search_regions} search regions: the official recipes train one "
+        "(phase 1, 'passthrough') or two (phase 2, 'increased_difficulty')."
+    )
+
+
+def adapt_pair(pair: SampledPair, valid: np.ndarray, adaptor: str, rng: np.random.Generator) -> SampledTuplet:
+    """Turn a template/search pair (interval mode, within `max_gap`) into a temporal tuplet.
+
+    * `passthrough` (phase 1): template = the pair's template frame, one search region = the pair's search frame.
+    * `increased_difficulty` (phase 2): the pair's template frame becomes search region 0 (the reference frame the
+      tracked frame attends to), the pair's search frame search region 1 (tracked), and a NEW template frame is drawn
+      uniformly among all frames of the track where the target is visible, with no gap limit (the pair's template
+      frame itself if none is). A far-away template is what makes the task harder.
+
+    `valid`: `(N,)` bool, the track's frames with a visible target. Draws from `rng` only for `increased_difficulty`.
+    """
+    if adaptor == "passthrough":
+        return SampledTuplet(pair.source, pair.row, pair.template_frame, (pair.search_frame,))
+    if adaptor == "increased_difficulty":
+        candidates = np.flatnonzero(np.asarray(valid, dtype=bool))
+        template = int(candidates[rng.integers(len(candidates))]) if len(candidates) else pair.template_frame
+        return SampledTuplet(pair.source, pair.row, template, (pair.template_frame, pair.search_frame))
+    raise ValueError(f"Unknown temporal adaptor {adaptor!r}; choose one of {', '.join(TEMPORAL_ADAPTORS)}.")
+
+
 class TrackingPairSampler:
     r"""Deterministic, stateless-per-index sampler of training pairs over several sequence datasets.
 
@@ -412,10 +464,14 @@ class TrackingPairSampler:
 
 
 __all__ = [
+    "TEMPORAL_ADAPTORS",
     "SampledPair",
+    "SampledTuplet",
     "SequenceTable",
     "Track",
     "TrackingPairSampler",
+    "adapt_pair",
     "sample_frame_pair",
     "sample_generator",
+    "temporal_adaptor_for",
 ]
