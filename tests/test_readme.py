@@ -39,7 +39,9 @@ README = REPO / "README.md"
 MAKEFILE = REPO / "Makefile"
 VENV_BIN = Path(sys.executable).parent  # the venv the tests run in (.venv/bin under `make test`)
 OFFICIAL_CASE = OFFICIAL / "model_a_224_gelu"
-LORATV2_CASE = FIXTURES / "loratv2-official" / "model_p1"  # a GELU ViT with the B-224 geometry: width 64, 2 layers, 2 heads
+LORATV2_CASE = (
+    FIXTURES / "loratv2-official" / "model_p1"
+)  # a GELU ViT with the B-224 geometry: width 64, 2 layers, 2 heads
 
 pytestmark = pytest.mark.slow
 
