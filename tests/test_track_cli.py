@@ -143,6 +143,20 @@ def test_input_errors_exit_2_with_a_message(tmp_path, model_dir, clip, capsys):
     assert not (tmp_path / "out.gif").exists()
 
 
+def test_a_damaged_model_file_is_one_line_naming_it(tmp_path, model_dir, clip, capsys):
+    import shutil
+
+    frames, gt = clip
+    video = write_video(tmp_path / "clip.avi", frames[:2])
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-500])
+    status, err = _error(capsys, [str(video), "--box", _box_arg(gt[0]), "--model", str(broken), "--quiet"])
+    assert status == 2 and "Traceback" not in err
+    assert "broken/model.safetensors is damaged" in err and "Download the model again" in err
+
+
 def test_an_empty_video_file_is_reported(tmp_path, model_dir, capsys):
     empty = tmp_path / "empty.avi"
     writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
