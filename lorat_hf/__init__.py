@@ -16,8 +16,10 @@ from .adapters import (
     load_tracker_model,
     save_adapter_folder,
 )
+from .adapters_loratv2 import add_stream_adapters, load_stream_adapters, save_stream_adapters
 from .assets import default_model_path
 from .configuration_lora_tracker import VARIANTS, LoraTrackerConfig
+from .configuration_loratv2 import LORATV2_VARIANTS, Loratv2Config
 from .data import (
     SyntheticVideoConfig,
     TrackingSequence,
@@ -31,6 +33,7 @@ from .evaluation import EvaluationError, evaluate_sequences, run_evaluation, sco
 from .hub import build_model_card, load_additional_adapter, push_tracker_to_hub
 from .image_processing_lora_tracker import LoraTrackerImageProcessor
 from .modeling_lora_tracker import LoraTrackerModel, LoraTrackerOutput, LoraTrackerPreTrainedModel
+from .modeling_loratv2 import Loratv2KVCache, Loratv2Model, Loratv2Output, Loratv2PreTrainedModel
 from .pipeline_video_object_tracking import VideoObjectTrackingPipeline, register_pipeline
 from .processing_lora_tracker import (
     LoraTrackerInferenceSession,
@@ -43,6 +46,8 @@ from .tracking import LoraTracker, TargetState, TrackedFrame, TrackResult, initi
 
 AutoConfig.register(LoraTrackerConfig.model_type, LoraTrackerConfig, exist_ok=True)
 AutoModel.register(LoraTrackerConfig, LoraTrackerModel, exist_ok=True)
+AutoConfig.register(Loratv2Config.model_type, Loratv2Config, exist_ok=True)
+AutoModel.register(Loratv2Config, Loratv2Model, exist_ok=True)
 try:  # transformers >= 5.x: one class per backend
     AutoImageProcessor.register(
         LoraTrackerConfig, image_processor_classes={"pil": LoraTrackerImageProcessor}, exist_ok=True
@@ -61,6 +66,15 @@ __all__ = [
     "LoraTrackerOutput",
     "LoraTrackerPreTrainedModel",
     "LoraTrackerImageProcessor",
+    "LORATV2_VARIANTS",
+    "Loratv2Config",
+    "Loratv2Model",
+    "Loratv2Output",
+    "Loratv2PreTrainedModel",
+    "Loratv2KVCache",
+    "add_stream_adapters",
+    "load_stream_adapters",
+    "save_stream_adapters",
     # adapters and Hub
     "add_adapters",
     "count_parameters",

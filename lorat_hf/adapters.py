@@ -221,6 +221,21 @@ def load_tracker_model(
             f"{path!r} has no {TRACKER_CONFIG_NAME}: it is not a lorat_hf tracker. An adapter folder holds "
             f"{ADAPTER_CONFIG_NAME}, {ADAPTER_WEIGHTS_NAME} and {TRACKER_CONFIG_NAME}."
         )
+    with open(config_file, encoding="utf-8") as handle:
+        model_type = json.load(handle).get("model_type")
+    if model_type == "loratv2":
+        from .adapters_loratv2 import load_loratv2_model
+        from .configuration_loratv2 import Loratv2Config
+
+        return load_loratv2_model(
+            path,
+            Loratv2Config.from_json_file(config_file),
+            merge=merge,
+            backbone_name_or_path=backbone_name_or_path,
+            dtype=dtype,
+            backbone_kwargs=backbone_kwargs,
+            hub_kwargs=hub_kwargs,
+        )
     config = LoraTrackerConfig.from_json_file(config_file)
     if adapter_config_file is None:
         model = LoraTrackerModel.from_pretrained(path, **hub_kwargs)

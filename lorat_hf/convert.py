@@ -447,16 +447,27 @@ def _check_frozen_matches(frozen: dict[str, torch.Tensor], backbone_state: dict[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lorat_hf.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument(
+        "--model-type",
+        choices=("lorat", "loratv2"),
+        default="lorat",
+        help="lorat (LoRAT, ECCV 2024; default) or loratv2 (LoRATv2 streaming tracker, NeurIPS 2025)",
+    )
+    parser.add_argument(
         "--dinov2", required=True, help="official DINOv2 .pth/.safetensors or a Hugging Face DINOv2 folder"
     )
     parser.add_argument(
         "--lorat", required=True, help="official LoRAT release file (.bin = safetensors) or full state dict"
     )
     parser.add_argument("--output", required=True, help="output folder (adapter folder, or model folder with --merge)")
-    parser.add_argument("--variant", help="official variant, e.g. B-224, L-378, g-378")
+    parser.add_argument("--variant", help="official variant, e.g. B-224, L-378, g-378 (LoRATv2: p1-B-224, p2-L-378)")
     parser.add_argument("--num-heads", type=int, help="attention heads (instead of --variant)")
     parser.add_argument("--template-size", type=int, help="template crop size in px (default 112, or the variant's)")
-    parser.add_argument("--search-size", type=int, help="search crop size in px (default 224, or the variant's)")
+    parser.add_argument(
+        "--search-size",
+        type=int,
+        action="append",
+        help="search crop size in px (default 224, or the variant's); LoRATv2: once per search region",
+    )
     parser.add_argument(
         "--search-area-factor", type=float, help="search context factor (default 4.0 at 224, 5.0 at 378)"
     )
@@ -464,8 +475,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", action="store_true", help="merge LoRA and write a plain LoraTrackerModel folder")
     parser.add_argument("--backbone-id", help="DINOv2 the adapter should name, e.g. facebook/dinov2-base")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    from .convert_loratv2 import add_loratv2_arguments, run_from_args
+
+    add_loratv2_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.model_type == "loratv2":
+        return run_from_args(args)
+    if args.phase1_lorat is not None:
+        parser.error("--phase1-lorat is a LoRATv2 option (--model-type loratv2).")
+    if args.search_size is not None and len(args.search_size) > 1:
+        parser.error("LoRAT has one search region: give --search-size once.")
+    args.search_size = args.search_size[0] if args.search_size else None
     try:
         output = convert(
             args.dinov2,

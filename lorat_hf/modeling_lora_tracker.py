@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,12 +18,10 @@ from transformers import Dinov2Config, Dinov2Model, PreTrainedModel
 from transformers.models.dinov2.modeling_dinov2 import Dinov2Encoder, Dinov2PatchEmbeddings
 from transformers.utils import ModelOutput
 
-from .boxes import rasterize_boxes
 from .configuration_lora_tracker import LoraTrackerConfig
+from .labels import SEARCH_TOKEN, template_token_type_ids_from_boxes
 
 logger = logging.getLogger(__name__)
-
-TEMPLATE_BACKGROUND, TEMPLATE_FOREGROUND, SEARCH_TOKEN = 0, 1, 2
 
 
 @dataclass
@@ -70,27 +67,6 @@ def resample_position_embeddings(table: torch.Tensor, grid_wh: tuple[int, int]) 
     grid = table.reshape(1, side, side, dim).permute(0, 3, 1, 2).to(torch.float32)
     grid = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)
     return grid.permute(0, 2, 3, 1).reshape(1, height * width, dim).to(table.dtype)
-
-
-def template_token_type_ids_from_boxes(
-    template_boxes: torch.Tensor | np.ndarray, grid_wh: tuple[int, int], patch_size: int
-) -> torch.Tensor:
-    """Official template foreground mask: every patch the box touches is foreground.
-
-    `template_boxes` `(B, 4)` are `xyxy` in template-crop pixels. Each box is divided by the stride, rasterised with
-    `floor(x1), floor(y1), floor(x2 + 1 - 1e-4), floor(y2 + 1 - 1e-4)` (end-exclusive) and clipped to the grid.
-    Returns `(B, grid_h, grid_w)` int64 with 1 = foreground, 0 = background.
-    """
-    device = template_boxes.device if isinstance(template_boxes, torch.Tensor) else None
-    boxes = template_boxes.detach().cpu().double().numpy() if device is not None else np.asarray(template_boxes, float)
-    width, height = grid_wh
-    cells = rasterize_boxes(boxes.reshape(-1, 4) / patch_size)
-    cells[:, 0::2] = cells[:, 0::2].clip(0, width)
-    cells[:, 1::2] = cells[:, 1::2].clip(0, height)
-    mask = np.zeros((len(cells), height, width), dtype=np.int64)
-    for index, (x1, y1, x2, y2) in enumerate(cells):
-        mask[index, y1:y2, x1:x2] = TEMPLATE_FOREGROUND
-    return torch.from_numpy(mask).to(device) if device is not None else torch.from_numpy(mask)
 
 
 class LoraTrackerEmbeddings(nn.Module):
@@ -142,28 +118,33 @@ class LoraTrackerMlp(nn.Module):
 class LoraTrackerHead(nn.Module):
     """Anchor-free head: score logits and sigmoid l/t/r/b distances from each cell centre (normalised units)."""
 
-    def __init__(self, config: LoraTrackerConfig):
+    def __init__(self, config: LoraTrackerConfig, grid_wh: tuple[int, int] | None = None):
         super().__init__()
         dim = config.hidden_size
         hidden = config.head_hidden_size or dim
-        self.grid_wh = config.search_grid_wh
+        self.grid_wh = tuple(grid_wh) if grid_wh is not None else config.search_grid_wh
         self.score_mlp = LoraTrackerMlp(dim, hidden, 1, config.head_num_layers)
         self.box_mlp = LoraTrackerMlp(dim, hidden, 4, config.head_num_layers)
 
-    def cell_centers(self, device: torch.device) -> torch.Tensor:
+    def cell_centers(self, device: torch.device, grid_wh: tuple[int, int] | None = None) -> torch.Tensor:
         """`(H, W, 2)` normalised `(x, y)` centres of the response cells: `((i + 0.5) / W, (j + 0.5) / H)`, fp32."""
-        width, height = self.grid_wh
+        width, height = grid_wh or self.grid_wh
         xs = (torch.arange(width, dtype=torch.float32, device=device) + 0.5) / width
         ys = (torch.arange(height, dtype=torch.float32, device=device) + 0.5) / height
         return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(B, H*W, D)` -> score logits `(B, H, W)` and normalised `xyxy` boxes `(B, H, W, 4)`, both fp32."""
-        width, height = self.grid_wh
+    def forward(
+        self, features: torch.Tensor, grid_wh: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, H*W, D)` -> score logits `(B, H, W)` and normalised `xyxy` boxes `(B, H, W, 4)`, both fp32.
+
+        `grid_wh` overrides the configured grid (a head applied to another region's tokens).
+        """
+        width, height = grid_wh or self.grid_wh
         batch = features.shape[0]
         score_map = self.score_mlp(features).float().view(batch, height, width)
         distances = self.box_mlp(features).float().sigmoid().view(batch, height, width, 4)
-        centers = self.cell_centers(distances.device)
+        centers = self.cell_centers(distances.device, (width, height))
         boxes = torch.cat((centers - distances[..., :2], centers + distances[..., 2:]), dim=-1)
         return score_map, boxes
 
@@ -385,6 +366,5 @@ __all__ = [
     "LoraTrackerEmbeddings",
     "LoraTrackerHead",
     "resample_position_embeddings",
-    "template_token_type_ids_from_boxes",
     "check_backbone_matches",
 ]

@@ -27,7 +27,7 @@ from transformers import Pipeline
 
 from .boxes import BOX_FORMATS
 from .image_processing_lora_tracker import LoraTrackerImageProcessor
-from .tracking import LoraTracker
+from .tracking import LoraTracker, resolve_autocast_dtype
 
 TASK = "video-object-tracking"
 
@@ -134,7 +134,9 @@ class VideoObjectTrackingPipeline(Pipeline):
             raise ValueError(
                 "Pass init_box=[x, y, w, h] (or box_format='xyxy' and [x1, y1, x2, y2]): the object's box on the first frame."
             )
-        tracker = LoraTracker(self.model, self.image_processor, dtype=autocast_dtype, box_format=box_format)
+        tracker = LoraTracker(self.model, self.image_processor, box_format=box_format)
+        # autocast here, as documented: the pipeline's weights keep the dtype given to `pipeline(dtype=...)`
+        tracker.autocast_dtype = resolve_autocast_dtype(autocast_dtype, tracker.device)
         boxes, scores = [], []
         for item in tracker.track_video(model_inputs["frames"], init_box):
             boxes.append(item.box)

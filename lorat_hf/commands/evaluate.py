@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs", type=int, default=1, help="times every sequence is tracked (default 1)")
     run.add_argument("--batch-size", type=int, default=8, help="targets from different videos per forward")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the process' device)")
-    run.add_argument("--dtype", default=None, help="float32 (default), float16 or bfloat16 (autocast)")
+    run.add_argument(
+        "--dtype", default=None, help="float32 (default), bfloat16 (weights converted once) or float16 (autocast)"
+    )
     run.add_argument(
         "--no-rasterize",
         dest="rasterize",

@@ -1,0 +1,198 @@
+"""Inference-optimised layers for a merged `LoraTrackerModel`: one fused qkv projection per attention.
+
+transformers' `Dinov2Layer` computes q, k and v with three `D -> D` matrix multiplies; the official DINOv2 uses one
+`D -> 3D` multiply, which is faster at every batch size (fewer, larger GEMMs and one read of the activations). SwiGLU
+MLPs likewise get one `D -> 2H` gate/up multiply. `fuse_for_inference(model)` swaps every encoder layer of a merged
+tracker for a `FusedDinov2Layer` in place; the arithmetic is the same (concatenated weights), so the outputs agree with
+the unfused model to float rounding.
+
+The fused model stays state-dict compatible: `state_dict()` splits the fused tensors back into the standard
+`q_proj` / `k_proj` / `v_proj` (`gate_proj` / `up_proj`) keys and `load_state_dict` accepts those keys, so
+`save_pretrained` of a fused model writes an ordinary checkpoint. Training and peft use the unfused layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.models.dinov2.modeling_dinov2 import Dinov2Layer, Dinov2MLP, Dinov2SwiGLUFFN
+
+
+def _split_fused_keys(
+    state_dict: dict[str, torch.Tensor], prefix: str, fused_name: str, part_names: tuple[str, ...]
+) -> None:
+    """Replace `{prefix}{fused_name}.weight/bias` by one key per part (`{prefix}{part}.weight/bias`), in place and at
+    the fused key's position (the module's keys are the last ones when its state-dict hook runs)."""
+    entries = [(key, state_dict.pop(key)) for key in [key for key in state_dict if key.startswith(prefix)]]
+    fused = {
+        key[len(prefix) + len(fused_name) + 1 :]: value
+        for key, value in entries
+        if key.startswith(prefix + fused_name + ".")
+    }
+    for key, value in entries:
+        if not key.startswith(prefix + fused_name + "."):
+            state_dict[key] = value
+        elif fused:  # at the first fused key: every part's weight, then bias
+            for index, part_name in enumerate(part_names):
+                for kind, tensor in fused.items():
+                    # clone: no shared storage, which safetensors refuses
+                    state_dict[f"{prefix}{part_name}.{kind}"] = tensor.chunk(len(part_names))[index].clone()
+            fused = {}
+
+
+def _join_part_keys(
+    state_dict: dict[str, torch.Tensor], prefix: str, fused_name: str, part_names: tuple[str, ...]
+) -> None:
+    """Inverse of `_split_fused_keys`: concatenate the parts' keys into the fused key, when all of them are present."""
+    for suffix in ("weight", "bias"):
+        keys = [f"{prefix}{name}.{suffix}" for name in part_names]
+        if all(key in state_dict for key in keys):
+            state_dict[f"{prefix}{fused_name}.{suffix}"] = torch.cat([state_dict.pop(key) for key in keys])
+
+
+class _FusedLinearStateDictMixin:
+    """Save and load a fused Linear under the keys of the separate Linears it replaces."""
+
+    fused_name: str
+    part_names: tuple[str, ...]
+
+    def _register_split_state_dict_hooks(self) -> None:
+        self.register_state_dict_post_hook(self._split_state_dict_hook)
+        self.register_load_state_dict_pre_hook(self._join_state_dict_hook)
+
+    @staticmethod
+    def _split_state_dict_hook(module: Any, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+        _split_fused_keys(state_dict, prefix, module.fused_name, module.part_names)
+
+    @staticmethod
+    def _join_state_dict_hook(module: Any, state_dict: dict, prefix: str, *args: Any) -> None:
+        _join_part_keys(state_dict, prefix, module.fused_name, module.part_names)
+
+
+class FusedDinov2Attention(_FusedLinearStateDictMixin, nn.Module):
+    """Multi-head self-attention with one `qkv` projection `D -> 3D` (rows: q, k, v) and `o_proj`, through SDPA."""
+
+    fused_name = "qkv_proj"
+    part_names = ("q_proj", "k_proj", "v_proj")
+
+    def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}.")
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.qkv_proj = nn.Linear(hidden_size, 3 * hidden_size, bias=qkv_bias)
+        self.o_proj = nn.Linear(hidden_size, hidden_size, bias=True)
+        self._register_split_state_dict_hooks()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`(B, N, D)` -> `(B, N, D)`."""
+        batch, tokens, dim = hidden_states.shape
+        qkv = self.qkv_proj(hidden_states).view(batch, tokens, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        attended = F.scaled_dot_product_attention(query, key, value)
+        return self.o_proj(attended.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class FusedSwiGLUFFN(_FusedLinearStateDictMixin, nn.Module):
+    """SwiGLU MLP with one `gate_up_proj` `D -> 2H` (rows: gate, up): `down(silu(gate) * up)`."""
+
+    fused_name = "gate_up_proj"
+    part_names = ("gate_proj", "up_proj")
+
+    def __init__(self, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.gate_up_proj = nn.Linear(hidden_size, 2 * intermediate_size, bias=True)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=True)
+        self._register_split_state_dict_hooks()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(hidden_states).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class FusedDinov2Layer(nn.Module):
+    """Inference-only pre-norm ViT block with the state dict of a `Dinov2Layer`:
+    `x + ls1 * attn(norm1(x))`, then `x + ls2 * mlp(norm2(x))` (no drop path, no attention mask)."""
+
+    def __init__(self, layer: Dinov2Layer, num_heads: int):
+        super().__init__()
+        attention = layer.attention
+        hidden_size = layer.norm1.normalized_shape[0]
+        self.norm1 = layer.norm1
+        self.attention = FusedDinov2Attention(hidden_size, num_heads, qkv_bias=attention.q_proj.bias is not None)
+        with torch.no_grad():
+            device, dtype = attention.q_proj.weight.device, attention.q_proj.weight.dtype
+            self.attention.to(device=device, dtype=dtype)
+            projections = (attention.q_proj, attention.k_proj, attention.v_proj)
+            self.attention.qkv_proj.weight.copy_(torch.cat([p.weight for p in projections]))
+            if attention.q_proj.bias is not None:
+                self.attention.qkv_proj.bias.copy_(torch.cat([p.bias for p in projections]))
+            self.attention.o_proj = attention.o_proj
+        self.layer_scale1 = layer.layer_scale1
+        self.norm2 = layer.norm2
+        self.mlp = _fuse_mlp(layer.mlp)
+        self.layer_scale2 = layer.layer_scale2
+        self.requires_grad_(False)
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """`(B, N, D)` -> `(B, N, D)`."""
+        hidden_states = hidden_states + self.layer_scale1(self.attention(self.norm1(hidden_states)))
+        return hidden_states + self.layer_scale2(self.mlp(self.norm2(hidden_states)))
+
+
+def _fuse_mlp(mlp: nn.Module) -> nn.Module:
+    if isinstance(mlp, Dinov2SwiGLUFFN):
+        fused = FusedSwiGLUFFN(mlp.gate_proj.in_features, mlp.gate_proj.out_features)
+        with torch.no_grad():
+            fused.to(device=mlp.gate_proj.weight.device, dtype=mlp.gate_proj.weight.dtype)
+            fused.gate_up_proj.weight.copy_(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
+            fused.gate_up_proj.bias.copy_(torch.cat([mlp.gate_proj.bias, mlp.up_proj.bias]))
+            fused.down_proj = mlp.down_proj
+        return fused
+    if isinstance(mlp, Dinov2MLP):
+        return mlp
+    raise TypeError(f"Cannot fuse an MLP of type {type(mlp).__name__}; expected Dinov2MLP or Dinov2SwiGLUFFN.")
+
+
+def is_fused(model: nn.Module) -> bool:
+    """Whether `model`'s encoder layers are `FusedDinov2Layer`s."""
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    return bool(layers) and all(isinstance(layer, FusedDinov2Layer) for layer in layers)
+
+
+@torch.no_grad()
+def fuse_for_inference(model: nn.Module) -> nn.Module:
+    """Swap every encoder layer of a merged `LoraTrackerModel` for a `FusedDinov2Layer`, in place; returns the model
+    in eval mode with gradients off. A fused model is returned as it is.
+
+    Raises a `TypeError` for a PeftModel (merge it first: `model.merge_and_unload()`, or load with `merge=True`): its
+    LoRA layers must stay separate to train.
+    """
+    from .modeling_lora_tracker import LoraTrackerModel
+
+    if not isinstance(model, LoraTrackerModel):
+        raise TypeError(
+            f"fuse_for_inference takes a merged LoraTrackerModel, got {type(model).__name__}; merge LoRA first "
+            "(model.merge_and_unload(), or load_tracker_model(path, merge=True))."
+        )
+    if is_fused(model):
+        return model.eval()
+    num_heads = model.config.dinov2_config.num_attention_heads
+    layers = model.encoder.layer
+    for index, layer in enumerate(layers):
+        adapted = [name for name, module in layer.named_modules() if hasattr(module, "base_layer")]
+        if not isinstance(layer, Dinov2Layer) or adapted:
+            raise TypeError(
+                f"encoder.layer.{index} has adapters attached ({', '.join(adapted) or type(layer).__name__}); merge "
+                "them first (model.merge_and_unload())."
+            )
+        layers[index] = FusedDinov2Layer(layer, num_heads)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+__all__ = ["FusedDinov2Layer", "FusedDinov2Attention", "FusedSwiGLUFFN", "fuse_for_inference", "is_fused"]

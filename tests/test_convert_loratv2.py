@@ -1,0 +1,84 @@
+"""`python -m lorat_hf.convert --model-type loratv2`: merged and adapter folders, phase 2, and its errors."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from test_modeling_loratv2 import OFFICIAL_V2, assert_outputs, search_inputs
+from transformers import AutoModel
+
+from lorat_hf import Loratv2Model, load_tracker_model
+from lorat_hf.convert import main
+
+
+def _cli(case, output, *extra):
+    meta = json.loads((OFFICIAL_V2 / case / "config.json").read_text())
+    sizes = []
+    for region in meta["common"]["search_regions"]:
+        sizes += ["--search-size", str(region["size"][0])]
+    return main(
+        [
+            "--model-type",
+            "loratv2",
+            "--dinov2",
+            str(OFFICIAL_V2 / case / "backbone.safetensors"),
+            "--lorat",
+            str(OFFICIAL_V2 / case / "loratv2_checkpoint.safetensors"),
+            "--num-heads",
+            str(meta["backbone"]["num_heads"]),
+            "--template-size",
+            "224",
+            *sizes,
+            "--lora-alpha",
+            str(meta["model"]["lora_alpha"]),
+            "--output",
+            str(output),
+            *extra,
+        ]
+    )
+
+
+def _phase1_file(tmp_path):
+    """The phase-1 streams of the p2 case (merged phase-1 weights, heads.0, token types) as a file of their own."""
+    full = load_file(OFFICIAL_V2 / "model_p2" / "loratv2_full_state_dict.safetensors")
+    phase1 = {k: v for k, v in full.items() if ".2." not in k and not k.endswith("embed.1") and "heads.1" not in k}
+    path = tmp_path / "phase1.safetensors"
+    save_file({k: v.contiguous() for k, v in phase1.items()}, path)
+    return path
+
+
+@pytest.mark.parametrize("case", ["model_p1", "model_p2"])
+def test_cli_merged_and_adapter_folders_reproduce_official_outputs(tmp_path, case):
+    extra = ["--phase1-lorat", str(_phase1_file(tmp_path))] if case == "model_p2" else []
+    assert _cli(case, tmp_path / "merged", "--merge", *extra) == 0
+    assert _cli(case, tmp_path / "adapters", *extra) == 0
+    io = load_file(OFFICIAL_V2 / case / "io.safetensors")
+    merged = AutoModel.from_pretrained(tmp_path / "merged").eval()
+    assert isinstance(merged, Loratv2Model)
+    adapters = load_tracker_model(tmp_path / "adapters")
+    merged_adapters = load_tracker_model(tmp_path / "adapters", merge=True)
+    assert isinstance(merged_adapters, Loratv2Model)
+    with torch.no_grad():
+        for model in (merged, adapters, merged_adapters):
+            assert_outputs(model(io["z"], search_inputs(io), io["z_feat_mask"]), io, "merged.train")
+        cache = merged_adapters.new_kv_cache(3)
+        rows = io["kv.kv_cache_batch_idx"].long()
+        merged_adapters.init_template(io["z"], cache, io["z_feat_mask"], cache_rows=rows)
+        assert_outputs(merged_adapters.track_region(0, io["x_0"], cache, rows), io, "kv.track_0")
+
+
+def test_cli_phase2_without_phase1_checkpoint_fails_clearly(tmp_path, capsys):
+    assert _cli("model_p2", tmp_path / "out", "--merge") == 2
+    assert "--phase1-lorat" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_rejects_a_variant_that_does_not_fit_the_tensors(tmp_path, capsys):
+    assert _cli("model_p1", tmp_path / "out", "--variant", "p1-B-224") == 2
+    assert "hidden_size" in capsys.readouterr().err
+
+
+def test_cli_lorat_rejects_loratv2_options(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--dinov2", "x", "--lorat", "y", "--output", str(tmp_path), "--phase1-lorat", "z", "--num-heads", "2"])
