@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 import lorat_hf
 from lorat_hf import LoraTrackerImageProcessor, count_parameters
 from lorat_hf.data.pairs import EpochIndexSampler, TrackingPairDataset, collate_pairs
+from lorat_hf.data.workers import dataloader_worker_options
 from lorat_hf.file_utils import write_text_atomic
 from lorat_hf.training.arguments import DataArguments, TrainConfig, parse_dataset_entry, parse_train_args
 from lorat_hf.training.builders import (
@@ -109,12 +110,6 @@ class WithSampleIndex(torch.utils.data.Dataset):
         item = dict(self.dataset[(epoch, position)])
         item["sample_index"] = torch.tensor([epoch, position], dtype=torch.int64)
         return item
-
-
-def _worker_init(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # the workers are the parallelism
 
 
 def synthetic_sequences(split: str | None, data_args: DataArguments, output_dir: Path):
@@ -184,11 +179,9 @@ def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: A
         batch_size=plan.per_device_batch_size,
         sampler=EpochIndexSampler(train_dataset),
         collate_fn=collate_pairs,
-        num_workers=workers,
         drop_last=True,
-        persistent_workers=workers > 0,
-        worker_init_fn=_worker_init if workers > 0 else None,
         generator=loader_generator,
+        **dataloader_worker_options(workers),  # started clean, never forked from this process
         pin_memory=torch.cuda.is_available(),
     )
 
@@ -210,7 +203,7 @@ def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: A
             batch_size=plan.per_device_batch_size,
             sampler=EpochIndexSampler(val_dataset),
             collate_fn=collate_pairs,
-            num_workers=min(workers, 2),
+            **dataloader_worker_options(min(workers, 2)),
             generator=torch.Generator().manual_seed(training.seed),
         )
 
