@@ -423,7 +423,7 @@ def build_app(
         except AppInputError as error:
             return (message(str(error), "error"), *nothing)
         state.cancel.clear()
-        run_tracker = LoraTracker(tracker.model, tracker.image_processor, dtype=tracker.autocast_dtype)
+        run_tracker = LoraTracker(tracker.backend, tracker.image_processor)  # shares the weights, not the state
         output_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work_dir))
         progress(0, desc="Tracking")
 

@@ -105,7 +105,7 @@ def test_tracking_writes_the_python_api_boxes(tmp_path, clip, tracker):
     assert frames_done == [(i, 12) for i in range(1, 13)] and not outputs.cancelled
     assert [path.name for path in outputs.files] == ["tracked.webm", "boxes.csv", "boxes.json", "scores.png"]
     assert all(path.stat().st_size > 0 for path in outputs.files)
-    expected = list(LoraTracker(tracker.model, tracker.image_processor).track_video(str(clip), first_box[0]))
+    expected = list(LoraTracker(tracker.backend, tracker.image_processor).track_video(str(clip), first_box[0]))
     rows = list(csv.DictReader((tmp_path / "boxes.csv").open()))
     assert len(rows) == 12
     got = np.array([[float(row[k]) for k in ("x", "y", "w", "h")] for row in rows])
@@ -285,7 +285,7 @@ def test_the_page_tracks_an_uploaded_clip_in_chromium(app_url, clip, tracker, tm
             browser.close()
 
     assert not outside, f"the page fetched from outside this machine: {outside[:5]}"
-    expected = list(LoraTracker(tracker.model, tracker.image_processor).track_video(str(clip), drawn[0]))
+    expected = list(LoraTracker(tracker.backend, tracker.image_processor).track_video(str(clip), drawn[0]))
     got = np.array([[float(row[k]) for k in ("x", "y", "w", "h")] for row in rows])
     np.testing.assert_allclose(got, [item.box for item in expected], atol=1e-4)
     np.testing.assert_allclose([float(row["score"]) for row in rows], [item.score for item in expected], atol=1e-6)
