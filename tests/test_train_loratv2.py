@@ -11,6 +11,7 @@ import torch
 from data_factories import make_generic
 from safetensors.torch import load_file
 from test_train_script import CONFIGS, launch, read_metrics
+from test_train_script import tiny_args as lorat_tiny_args
 
 pytestmark = pytest.mark.slow
 
@@ -26,40 +27,10 @@ def generic_data(tmp_path_factory) -> Path:
 
 
 def tiny_args(recipe: str, data_root: Path, output_dir: Path, *extra: str) -> list[str]:
-    """A tiny LoRATv2 recipe on the generic test sequences: 2 steps of 8 tuplets per epoch, 4 epochs."""
-    return [
-        "--config",
-        str(RECIPES / recipe),
-        "--output_dir",
-        str(output_dir),
-        "--train_datasets",
-        "generic:train",
-        "--val_datasets",
-        "generic:val",
-        "--dataset_roots",
-        json.dumps({"generic": str(data_root)}),
-        "--sequence_cache_dir",
-        str(data_root / "cache"),
-        "--samples_per_epoch",
-        "16",
-        "--global_batch_size",
-        "8",
-        "--num_train_epochs",
-        "4",
-        "--val_pairs",
-        "8",
-        "--validation_steps",
-        "4",
-        "--checkpointing_steps",
-        "2",
-        "--logging_steps",
-        "1",
-        "--dataloader_num_workers",
-        "0",
-        "--report_to",
-        "none",
-        *extra,
-    ]
+    """The LoRAT tiny-run arguments (generic test sequences, 2 steps of 8 per epoch, 4 epochs) on a LoRATv2 recipe."""
+    args = lorat_tiny_args(data_root, output_dir, *extra)
+    args[args.index("--config") + 1] = str(RECIPES / recipe)
+    return args
 
 
 def validation_losses(output_dir: Path) -> list[float]:
@@ -150,7 +121,7 @@ def test_phase_2_starts_from_the_phase_1_export_and_trains_only_its_new_stream(p
     assert output_tensors.score_map.shape == (1, 12, 12) and output_tensors.pred_boxes.shape == (1, 12, 12, 4)
 
 
-def test_phase_2_refuses_a_missing_phase_1_model(generic_data, tmp_path):
+def test_phase_2_refuses_a_missing_phase_1_model(tmp_path):
     from lorat_hf.training.builders import read_phase1_config
 
     with pytest.raises(FileNotFoundError, match="train phase 1 first"):
