@@ -37,6 +37,7 @@ from torch import nn
 from .adapters import HUB_KWARGS, _resolve_file, load_tracker_model
 from .boxes import BOX_FORMATS, boxes_are_valid, boxes_intersect_image, check_init_box, from_xyxy, to_xyxy
 from .image_processing_lora_tracker import FrameInput, LoraTrackerImageProcessor, to_rgb_array
+from .modeling_lora_tracker import LoraTrackerModel
 from .modeling_lora_tracker_fused import fuse_for_inference
 
 logger = logging.getLogger(__name__)
@@ -431,6 +432,7 @@ class LoraTracker:
         box_format: str = "xywh",
         backbone_name_or_path: str | None = None,
         fuse: bool = True,
+        backend: str = "torch",
         **hub_kwargs: Any,
     ) -> LoraTracker:
         """Load a tracker from an adapter folder / Hub repo (peft files + tracker config) or a merged model folder.
@@ -448,6 +450,8 @@ class LoraTracker:
             backbone_name_or_path: DINOv2 to use instead of the one the adapter names.
             fuse: with `merge`, swap the layers for the inference-optimised fused ones
                 (`lorat_hf.modeling_lora_tracker_fused.fuse_for_inference`: same outputs, faster).
+            backend: `"torch"`, or `"onnxruntime"` / `"onnxruntime-int8"` to run the `model.onnx` /
+                `model_int8.onnx` of a folder written by `lorat-export` (CPU, float32 inputs).
             hub_kwargs: `revision`, `cache_dir`, `token`, `local_files_only`, ...
         """
         unknown = sorted(set(hub_kwargs) - set(HUB_KWARGS))
@@ -458,9 +462,18 @@ class LoraTracker:
 
             path_or_repo_id = default_model_path()
         path = os.fspath(path_or_repo_id)
-        model = load_tracker_model(path, merge=merge, backbone_name_or_path=backbone_name_or_path, **hub_kwargs)
-        if merge and fuse:
-            model = fuse_for_inference(model)
+        if backend != "torch":
+            from .backend_onnxruntime import BACKENDS, load_onnxruntime_model
+
+            if backend not in BACKENDS:
+                raise ValueError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
+            if parse_compute_dtype(dtype) != torch.float32:
+                raise ValueError(f"The {backend} backend runs its exported graph as it is; drop dtype={dtype!r}.")
+            model = load_onnxruntime_model(path, backend)
+        else:
+            model = load_tracker_model(path, merge=merge, backbone_name_or_path=backbone_name_or_path, **hub_kwargs)
+            if merge and fuse and isinstance(model, LoraTrackerModel):
+                model = fuse_for_inference(model)
         if any(_resolve_file(path, name, dict(hub_kwargs)) is not None for name in PROCESSOR_CONFIG_NAMES):
             image_processor = LoraTrackerImageProcessor.from_pretrained(path, **hub_kwargs)
         else:
