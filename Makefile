@@ -4,23 +4,36 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lorat_hf-installed
+# The VOT toolkit (the client of `lorat-vot`) lives in an environment of its own: it requires opencv-python, which
+# would replace lorat_hf's contrib OpenCV. Its pins are setup.cfg's `vot-toolkit` extra.
+VOT_TOOLKIT ?= $(VENV)/vot-toolkit
+VOT_STAMP := $(VOT_TOOLKIT)/.installed
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup demo test train-demo benchmarks clean
+.PHONY: setup vot-toolkit demo test train-demo benchmarks clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt "torch==2.13.0"
-	$(PIP) install -c constraints.txt -e ".[dev]"
+	$(PIP) install -c constraints.txt -e ".[dev,vot]"
 	@touch $(STAMP)
 
 setup: $(STAMP)
 
+$(VOT_STAMP): setup.cfg | $(STAMP)
+	@test -x $(VOT_TOOLKIT)/bin/python || $(PYTHON) -m venv $(VOT_TOOLKIT)
+	$(VOT_TOOLKIT)/bin/python -m pip -q --disable-pip-version-check install \
+		$$($(BIN)/python -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); \
+		print(" ".join(c["options.extras_require"]["vot-toolkit"].split()))')
+	@touch $(VOT_STAMP)
+
+vot-toolkit: $(VOT_STAMP)
+
 demo: setup
 	$(BIN)/python examples/demo.py
 
-test: setup
+test: setup vot-toolkit
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15
 
 # re-train the embedded demo tracker (25 min on 2 CPU cores); an interrupted run continues where it stopped

@@ -27,15 +27,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from .engine.backend_onnxruntime import (
+    INPUT_NAMES,
+    ONNX_INT8_MODEL_NAME,
+    ONNX_MODEL_NAME,
+    OUTPUT_NAMES,
+    onnxruntime_session,
+    require_onnx,
+)
 from .file_utils import staged_directory, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
-ONNX_MODEL_NAME = "model.onnx"
-ONNX_INT8_MODEL_NAME = "model_int8.onnx"
 EXPORT_REPORT_NAME = "export_report.json"
-INPUT_NAMES = ("template_pixel_values", "search_pixel_values", "template_token_type_ids")
-OUTPUT_NAMES = ("score_map", "pred_boxes")
 QUANTIZE_CHOICES = ("none", "dynamic", "static")
 DEFAULT_OPSET = 18
 # fp32: ONNX Runtime's kernels sum in other orders than torch's (differences ~1e-6 on logits of order 10)
@@ -46,20 +50,6 @@ INT8_TOLERANCE = {"box_px": 4.0}
 
 class ExportParityError(RuntimeError):
     """ONNX Runtime's outputs differ from the torch model's beyond tolerance; nothing was written."""
-
-
-def require_onnx() -> None:
-    """Raise an `ImportError` naming the extra to install when onnx / onnxruntime / onnxscript are missing."""
-    missing = []
-    for module in ("onnx", "onnxruntime", "onnxscript"):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
-    if missing:
-        raise ImportError(
-            f"ONNX export and the onnxruntime backend need {', '.join(missing)}: pip install 'lorat_hf[onnx]'."
-        )
 
 
 class TrackerForward(nn.Module):
@@ -111,16 +101,6 @@ def synthetic_tracker_inputs(model_config, num_samples: int, seed: int = 0) -> d
     }
 
 
-def _onnxruntime_session(path: str | os.PathLike, num_threads: int | None = None):
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = num_threads or torch.get_num_threads()
-    options.log_severity_level = 3
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def _run_session(session, inputs: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
     feeds = {name: inputs[name].cpu().numpy() for name in INPUT_NAMES}
     score_map, pred_boxes = session.run(list(OUTPUT_NAMES), feeds)
@@ -167,7 +147,7 @@ def check_parity(
     batch_sizes: tuple[int, ...] = (1, 3),
 ) -> ParityResult:
     """Run the torch model and ONNX Runtime on `inputs` in chunks of each batch size; the worst distances."""
-    session = _onnxruntime_session(onnx_path)
+    session = onnxruntime_session(onnx_path)
     search_size = max(model.config.search_size_wh)
     worst: ParityResult | None = None
     with torch.inference_mode():

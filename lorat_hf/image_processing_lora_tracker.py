@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from transformers.image_processing_base import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -21,36 +20,8 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .boxes import clip_boxes_to_image
 from .configuration_lora_tracker import CropGeometry
 from .cropping import crop_image, image_mean_color, invert_params, map_boxes, search_crop_params, siamfc_crop_params
-from .modeling_lora_tracker import template_token_type_ids_from_boxes
-
-FrameInput = np.ndarray | torch.Tensor | Image.Image
-
-
-def to_rgb_array(frame: FrameInput) -> np.ndarray:
-    """A frame as an `(H, W, 3)` uint8 RGB numpy array.
-
-    Accepts `(H, W, 3)` uint8 numpy arrays (taken as RGB: convert OpenCV's BGR with `cv2.cvtColor` first),
-    PIL images (any mode, converted to RGB) and torch uint8 tensors `(3, H, W)` or `(H, W, 3)`.
-    """
-    if isinstance(frame, Image.Image):
-        return np.array(frame.convert("RGB"))  # a writable copy
-    if isinstance(frame, torch.Tensor):
-        if frame.dtype != torch.uint8:
-            raise ValueError(
-                f"Torch frames must be uint8 (0..255), got {frame.dtype}; multiply by 255 and cast first."
-            )
-        if frame.ndim == 3 and frame.shape[0] == 3 and frame.shape[-1] != 3:
-            frame = frame.permute(1, 2, 0)
-        frame = frame.cpu().numpy()
-    if not isinstance(frame, np.ndarray):
-        raise TypeError(f"A frame must be a numpy array, a PIL image or a torch tensor, got {type(frame).__name__}.")
-    if frame.ndim != 3 or frame.shape[-1] != 3:
-        raise ValueError(f"A frame must be (height, width, 3) RGB, got shape {frame.shape}.")
-    if frame.dtype != np.uint8:
-        raise ValueError(f"A frame must be uint8 (0..255), got {frame.dtype}.")
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise ValueError(f"The frame is empty (shape {frame.shape}).")
-    return frame
+from .labels import template_token_type_ids_from_boxes
+from .video_io import FrameInput, to_rgb_array
 
 
 def hann_window(grid_wh: Sequence[int]) -> torch.Tensor:
@@ -239,4 +210,4 @@ class LoraTrackerImageProcessor(CropGeometry, BaseImageProcessor):
         return BatchFeature(data=data, tensor_type=return_tensors)
 
 
-__all__ = ["LoraTrackerImageProcessor", "TemplateInputs", "SearchInputs", "hann_window", "to_rgb_array"]
+__all__ = ["LoraTrackerImageProcessor", "TemplateInputs", "SearchInputs", "hann_window"]

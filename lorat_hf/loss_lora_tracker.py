@@ -1,46 +1,17 @@
-"""LoRAT training labels and criterion: IoU-aware BCE over all cells + GIoU on positive cells.
+"""LoRAT training criterion: IoU-aware BCE over all cells + GIoU on positive cells (labels: `lorat_hf.labels`).
 
-Matches the official `BoxWithScoreMapLabelGenerator` and `SimpleCriteria` (weights 1:1, fp32, positives averaged over
+Matches the official `SimpleCriteria` (weights 1:1, fp32, positives averaged over
 ranks and clamped at 1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .boxes import box_iou_and_giou, clip_boxes_to_image, rasterize_boxes
-
-
-def positive_cells_from_box(
-    box_search_px: np.ndarray, search_size_wh: Sequence[int], grid_wh: Sequence[int]
-) -> np.ndarray:
-    """Positive response cells of one training pair: every cell the ground-truth box touches.
-
-    `box_search_px` is `xyxy` in search-crop pixels (float64). It is clipped to the crop, scaled by
-    `grid / search` per axis and rasterised (end-exclusive). Returns a `(grid_h, grid_w)` bool mask.
-    """
-    width, height = int(grid_wh[0]), int(grid_wh[1])
-    box = clip_boxes_to_image(np.asarray(box_search_px, dtype=np.float64), search_size_wh)
-    scale = np.asarray(grid_wh, dtype=np.float64) / np.asarray(search_size_wh, dtype=np.float64)
-    box[0::2] *= scale[0]
-    box[1::2] *= scale[1]
-    x1, y1, x2, y2 = rasterize_boxes(box)
-    mask = np.zeros((height, width), dtype=bool)
-    mask[max(y1, 0) : min(y2, height), max(x1, 0) : min(x2, width)] = True
-    return mask
-
-
-def normalized_target_box(box_search_px: np.ndarray, search_size_wh: Sequence[int]) -> np.ndarray:
-    """Regression target: the clipped box divided by the search size in float64, then cast to float32."""
-    box = clip_boxes_to_image(np.asarray(box_search_px, dtype=np.float64), search_size_wh)
-    box[0::2] /= float(search_size_wh[0])
-    box[1::2] /= float(search_size_wh[1])
-    return box.astype(np.float32)
+from .boxes import box_iou_and_giou
+from .labels import positive_mask_from_normalized_boxes
 
 
 def _mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
@@ -97,21 +68,4 @@ def lora_tracker_loss(
     return loss, terms
 
 
-def positive_mask_from_normalized_boxes(target_boxes: torch.Tensor, grid_wh: Sequence[int]) -> torch.Tensor:
-    """`(B, 4)` normalised `xyxy` -> `(B, H, W)` bool positive cells (rasterised in float64 grid units)."""
-    width, height = int(grid_wh[0]), int(grid_wh[1])
-    boxes = target_boxes.detach().double().cpu().numpy().copy()
-    boxes[:, 0::2] = boxes[:, 0::2].clip(0, 1) * width
-    boxes[:, 1::2] = boxes[:, 1::2].clip(0, 1) * height
-    masks = np.zeros((len(boxes), height, width), dtype=bool)
-    for index, (x1, y1, x2, y2) in enumerate(rasterize_boxes(boxes)):
-        masks[index, max(y1, 0) : min(y2, height), max(x1, 0) : min(x2, width)] = True
-    return torch.from_numpy(masks).to(target_boxes.device)
-
-
-__all__ = [
-    "lora_tracker_loss",
-    "positive_cells_from_box",
-    "normalized_target_box",
-    "positive_mask_from_normalized_boxes",
-]
+__all__ = ["lora_tracker_loss"]

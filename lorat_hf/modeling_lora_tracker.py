@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,12 +18,10 @@ from transformers import Dinov2Config, Dinov2Model, PreTrainedModel
 from transformers.models.dinov2.modeling_dinov2 import Dinov2Encoder, Dinov2PatchEmbeddings
 from transformers.utils import ModelOutput
 
-from .boxes import rasterize_boxes
 from .configuration_lora_tracker import LoraTrackerConfig
+from .labels import SEARCH_TOKEN, template_token_type_ids_from_boxes
 
 logger = logging.getLogger(__name__)
-
-TEMPLATE_BACKGROUND, TEMPLATE_FOREGROUND, SEARCH_TOKEN = 0, 1, 2
 
 
 @dataclass
@@ -70,27 +67,6 @@ def resample_position_embeddings(table: torch.Tensor, grid_wh: tuple[int, int]) 
     grid = table.reshape(1, side, side, dim).permute(0, 3, 1, 2).to(torch.float32)
     grid = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)
     return grid.permute(0, 2, 3, 1).reshape(1, height * width, dim).to(table.dtype)
-
-
-def template_token_type_ids_from_boxes(
-    template_boxes: torch.Tensor | np.ndarray, grid_wh: tuple[int, int], patch_size: int
-) -> torch.Tensor:
-    """Official template foreground mask: every patch the box touches is foreground.
-
-    `template_boxes` `(B, 4)` are `xyxy` in template-crop pixels. Each box is divided by the stride, rasterised with
-    `floor(x1), floor(y1), floor(x2 + 1 - 1e-4), floor(y2 + 1 - 1e-4)` (end-exclusive) and clipped to the grid.
-    Returns `(B, grid_h, grid_w)` int64 with 1 = foreground, 0 = background.
-    """
-    device = template_boxes.device if isinstance(template_boxes, torch.Tensor) else None
-    boxes = template_boxes.detach().cpu().double().numpy() if device is not None else np.asarray(template_boxes, float)
-    width, height = grid_wh
-    cells = rasterize_boxes(boxes.reshape(-1, 4) / patch_size)
-    cells[:, 0::2] = cells[:, 0::2].clip(0, width)
-    cells[:, 1::2] = cells[:, 1::2].clip(0, height)
-    mask = np.zeros((len(cells), height, width), dtype=np.int64)
-    for index, (x1, y1, x2, y2) in enumerate(cells):
-        mask[index, y1:y2, x1:x2] = TEMPLATE_FOREGROUND
-    return torch.from_numpy(mask).to(device) if device is not None else torch.from_numpy(mask)
 
 
 class LoraTrackerEmbeddings(nn.Module):
@@ -390,6 +366,5 @@ __all__ = [
     "LoraTrackerEmbeddings",
     "LoraTrackerHead",
     "resample_position_embeddings",
-    "template_token_type_ids_from_boxes",
     "check_backbone_matches",
 ]

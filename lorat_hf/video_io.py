@@ -20,6 +20,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,45 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # output suffix -> FourCC that the stock OpenCV wheels can encode without extra codecs
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 DEFAULT_FPS = 30.0
+
+
+FrameInput = np.ndarray | torch.Tensor | Image.Image
+
+
+def to_rgb_array(frame: FrameInput) -> np.ndarray:
+    """A frame as an `(H, W, 3)` uint8 RGB numpy array.
+
+    Accepts `(H, W, 3)` uint8 numpy arrays (taken as RGB: convert OpenCV's BGR with `cv2.cvtColor` first),
+    PIL images (any mode, converted to RGB) and torch uint8 tensors `(3, H, W)` or `(H, W, 3)`.
+    """
+    if isinstance(frame, Image.Image):
+        return np.array(frame.convert("RGB"))  # a writable copy
+    if isinstance(frame, torch.Tensor):
+        if frame.dtype != torch.uint8:
+            raise ValueError(
+                f"Torch frames must be uint8 (0..255), got {frame.dtype}; multiply by 255 and cast first."
+            )
+        if frame.ndim == 3 and frame.shape[0] == 3 and frame.shape[-1] != 3:
+            frame = frame.permute(1, 2, 0)
+        frame = frame.cpu().numpy()
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"A frame must be a numpy array, a PIL image or a torch tensor, got {type(frame).__name__}.")
+    if frame.ndim != 3 or frame.shape[-1] != 3:
+        raise ValueError(f"A frame must be (height, width, 3) RGB, got shape {frame.shape}.")
+    if frame.dtype != np.uint8:
+        raise ValueError(f"A frame must be uint8 (0..255), got {frame.dtype}.")
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise ValueError(f"The frame is empty (shape {frame.shape}).")
+    return frame
+
+
+def frame_to_rgb(frame: FrameInput) -> np.ndarray:
+    """A frame as a writable `(H, W, 3)` uint8 RGB array (see `to_rgb_array` for the accepted inputs).
+
+    Read-only arrays (PIL views, `np.frombuffer`) are copied: torch warns when a crop wraps them.
+    """
+    rgb = to_rgb_array(frame)
+    return rgb if rgb.flags.writeable else rgb.copy()
 
 
 class VideoSourceError(ValueError):

@@ -16,12 +16,13 @@ import torch
 from conftest import tiny_config
 from data_factories import make_generic, make_got10k
 
-import lorat_hf.tracking
+import lorat_hf.engine.videos
 from lorat_hf import LoraTrackerModel
 from lorat_hf.commands.evaluate import main
 from lorat_hf.data import TrackingSequence
+from lorat_hf.engine import TrackedVideo
 from lorat_hf.evaluation import load_report, parse_boxes, write_pytracking_result
-from lorat_hf.evaluation.runner import _Active, _Job, _write_job
+from lorat_hf.evaluation.runner import _Job, _write_job
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ("walk", "car2", "car10")
@@ -75,21 +76,21 @@ def test_run_writes_results_report_plots_and_resumes(tmp_path, model_dir, generi
     def fail(*args, **kwargs):
         raise AssertionError("a finished sequence was tracked again")
 
-    monkeypatch.setattr(lorat_hf.tracking, "track_step", fail)
-    monkeypatch.setattr(lorat_hf.tracking, "initialize_targets", fail)
+    monkeypatch.setattr(lorat_hf.engine.videos, "track_step", fail)
+    monkeypatch.setattr(lorat_hf.engine.videos, "initialize_targets", fail)
     assert main(args) == 0
     monkeypatch.undo()
 
     # an interrupted run: only the sequence whose file is missing is tracked again, with the same result
     (output / "results" / "car2.txt").unlink()
     started = []
-    original = lorat_hf.tracking.initialize_targets
+    original = lorat_hf.engine.videos.initialize_targets
 
     def counting(model, processor, frames, boxes, object_ids=None):
         started.extend(object_ids)
         return original(model, processor, frames, boxes, object_ids)
 
-    monkeypatch.setattr(lorat_hf.tracking, "initialize_targets", counting)
+    monkeypatch.setattr(lorat_hf.engine.videos, "initialize_targets", counting)
     assert main(args) == 0
     assert started == ["car2#0"]
     assert (output / "results" / "car2.txt").read_bytes() == first["car2"]
@@ -137,9 +138,9 @@ def test_results_are_written_in_the_benchmarks_own_convention(tmp_path):
         boxes_xyxy=np.array([[10, 20, 40, 60], [11, 21, 41, 61]], dtype=np.float64), visible=np.ones(2, bool),
         image_width=100, image_height=100, coordinate_offset=1.0,
     )  # fmt: skip
-    entry = _Active(_Job(sequence, 0, tmp_path), state=None, boxes_xyxy=[np.array([10.0, 20, 40, 60]),
-                    np.array([11.25, 21.5, 41.25, 61.5])], times=[0.5, 0.25])  # fmt: skip
-    _write_job(entry)
+    tracked = TrackedVideo("cat-1#0", boxes_xyxy=np.array([[10.0, 20, 40, 60], [11.25, 21.5, 41.25, 61.5]]),
+                           scores=np.ones(2), seconds=np.array([0.5, 0.25]))  # fmt: skip
+    _write_job(_Job(sequence, 0, tmp_path), tracked)
     assert (tmp_path / "cat-1.txt").read_text() == "11.000\t21.000\t30.000\t40.000\n12.250\t22.500\t30.000\t40.000\n"
     assert np.loadtxt(tmp_path / "cat-1_time.txt").tolist() == [0.5, 0.25]
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from tracking_helpers import lively_tiny_model, moving_square_clip, write_frame_folder
 
-from lorat_hf.backend_onnxruntime import OnnxRuntimeTrackerModel
 from lorat_hf.commands.export import main as export_main
 from lorat_hf.commands.track import main as track_main
+from lorat_hf.engine.backend_onnxruntime import OnnxRuntimeBackend
 from lorat_hf.export_onnx import (
     ONNX_INT8_MODEL_NAME,
     ONNX_MODEL_NAME,
@@ -52,7 +52,7 @@ def test_onnxruntime_backend_tracks_like_torch(exported, model_dir):
     reference = LoraTracker.from_pretrained(model_dir, device="cpu", box_format="xyxy")
     onnx = LoraTracker.from_pretrained(exported, backend="onnxruntime", box_format="xyxy")
     int8 = LoraTracker.from_pretrained(exported, backend="onnxruntime-int8", box_format="xyxy")
-    assert isinstance(onnx.model, OnnxRuntimeTrackerModel) and onnx.model.onnx_path.name == ONNX_MODEL_NAME
+    assert isinstance(onnx.backend, OnnxRuntimeBackend) and onnx.backend.onnx_path.name == ONNX_MODEL_NAME
     for tracker in (reference, onnx, int8):
         tracker.init(frames[0], gt[0])
     for frame in frames[1:]:
@@ -63,8 +63,11 @@ def test_onnxruntime_backend_tracks_like_torch(exported, model_dir):
         assert np.all(np.isfinite(int8_box)) and 0.0 <= int8_score <= 1.0
     with torch.inference_mode():  # a batch of several targets in one ORT run
         inputs = synthetic_tracker_inputs(reference.model.config, 3, seed=5)
-        torch_out, onnx_out = reference.model(**inputs), onnx.model(**inputs)
-    assert (onnx_out.score_map - torch_out.score_map).abs().max() < 1e-3
+        torch_out = reference.model(**inputs)
+        onnx_scores, _ = onnx.backend.run(
+            *(inputs[name] for name in ("template_pixel_values", "search_pixel_values", "template_token_type_ids"))
+        )
+    assert (onnx_scores - torch_out.score_map).abs().max() < 1e-3
 
 
 def test_export_refuses_to_finish_beyond_tolerance(model_dir, tmp_path):
@@ -89,7 +92,7 @@ def test_command_line_errors(model_dir, exported, tmp_path, capsys):
     assert "error" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="lorat-export"):
         LoraTracker.from_pretrained(model_dir, backend="onnxruntime")
-    with pytest.raises(ValueError, match="drop dtype"):
+    with pytest.raises(ValueError, match="float32; drop dtype"):
         LoraTracker.from_pretrained(exported, backend="onnxruntime", dtype="bfloat16")
 
 

@@ -8,7 +8,8 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoImageProcessor
 
-from lorat_hf.image_processing_lora_tracker import LoraTrackerImageProcessor, hann_window, to_rgb_array
+from lorat_hf.image_processing_lora_tracker import LoraTrackerImageProcessor, hann_window
+from lorat_hf.video_io import to_rgb_array
 
 POST = load_file(OFFICIAL / "postprocess" / "postprocess.safetensors")
 E2E = load_file(OFFICIAL / "tracking_e2e" / "tracking.safetensors")

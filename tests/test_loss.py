@@ -11,12 +11,8 @@ from safetensors.torch import load_file
 
 from lorat_hf import LoraTrackerModel
 from lorat_hf.boxes import box_iou_and_giou, clip_boxes_to_image
-from lorat_hf.loss_lora_tracker import (
-    lora_tracker_loss,
-    normalized_target_box,
-    positive_cells_from_box,
-    positive_mask_from_normalized_boxes,
-)
+from lorat_hf.labels import normalized_target_box, positive_cells_from_box, positive_mask_from_normalized_boxes
+from lorat_hf.loss_lora_tracker import lora_tracker_loss
 
 GEOMETRIES = {"g224": (224, 16), "g378": (378, 27)}
 

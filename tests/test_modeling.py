@@ -10,7 +10,8 @@ from transformers import AutoModel, Dinov2Config, Dinov2Model
 
 from lorat_hf import LoraTrackerConfig, LoraTrackerModel, add_adapters, count_parameters, load_tracker_model
 from lorat_hf.convert import convert
-from lorat_hf.modeling_lora_tracker import resample_position_embeddings, template_token_type_ids_from_boxes
+from lorat_hf.labels import template_token_type_ids_from_boxes
+from lorat_hf.modeling_lora_tracker import resample_position_embeddings
 
 
 def _case(name):

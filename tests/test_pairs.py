@@ -36,8 +36,7 @@ from lorat_hf.data.pairs import (
     search_regions_from_config,
 )
 from lorat_hf.data.sequences import SEQUENCE_FEATURES, read_frame
-from lorat_hf.loss_lora_tracker import normalized_target_box, positive_cells_from_box
-from lorat_hf.modeling_lora_tracker import template_token_type_ids_from_boxes
+from lorat_hf.labels import normalized_target_box, positive_cells_from_box, template_token_type_ids_from_boxes
 
 WIDTH, HEIGHT = 320, 240
 

@@ -105,7 +105,7 @@ COMMANDS = {
     ("lorat-eval",): "run",
     ("lorat-push",): "run against the fake Hub",
 }
-IGNORED_LANGUAGES = {"bibtex"}  # not commands
+IGNORED_LANGUAGES = {"bibtex", "ini"}  # not commands (the `trackers.ini` block is used by tests/test_vot.py)
 
 # README sections with code blocks -> the sections whose outputs they use (run first, in README order).
 REQUIRES = {

@@ -39,8 +39,7 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 from ..boxes import boxes_are_valid, clip_boxes_to_image
 from ..cropping import CropResult, crop_image, jittered_crop_params, map_boxes, siamfc_crop_params
 from ..image_processing_lora_tracker import LoraTrackerImageProcessor
-from ..loss_lora_tracker import normalized_target_box, positive_cells_from_box
-from ..modeling_lora_tracker import template_token_type_ids_from_boxes
+from ..labels import normalized_target_box, positive_cells_from_box, template_token_type_ids_from_boxes
 from .augmentation import AugmentationRecord, PairAugmentation
 from .fast_crop import decode_frame, decode_reduction, fast_crop
 from .sampling import (

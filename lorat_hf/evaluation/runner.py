@@ -3,7 +3,7 @@
 `score_results` reads the ground truth through `lorat_hf.data.load_sequences` (one parser per benchmark), the result
 files through `lorat_hf.evaluation.results_io` and scores them with one of `PROTOCOLS`.
 
-`run_evaluation` tracks every (sequence, run) pair with the batched engine of `lorat_hf.tracking`: up to `batch_size`
+`run_evaluation` tracks every (sequence, run) pair with the batched engine (`lorat_hf.engine.track_videos`): up to `batch_size`
 targets from different videos advance together, one forward per step. Each finished pair is written atomically
 (``<output>/results/<seq>.txt`` + ``<seq>_time.txt``; ``results_<NNN>/`` for repeated runs), so an interrupted run
 resumes where it stopped. Under `accelerate launch` the pairs are split across processes (balanced by frame count)
@@ -17,11 +17,8 @@ import ast
 import json
 import logging
 import os
-import time
-from collections import deque
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -199,15 +196,6 @@ class _Job:
         return self.folder / f"{self.sequence.name}.txt"
 
 
-@dataclass
-class _Active:
-    job: _Job
-    state: Any  # TargetState
-    next_frame: int = 1
-    boxes_xyxy: list[np.ndarray] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-
-
 def run_folders(output_dir: str | os.PathLike, runs: int) -> list[Path]:
     """Where run ``r`` writes its pytracking-style files: ``results/`` for one run, ``results_001/``... otherwise."""
     output_dir = Path(output_dir)
@@ -252,55 +240,27 @@ def _init_box(sequence) -> np.ndarray:
     return box
 
 
-def _write_job(active: _Active) -> None:
+def _write_job(job: _Job, tracked) -> None:
     """The pair's result in the benchmark's own convention: frame 0 = the given GT line, then the tracker's boxes."""
-    sequence = active.job.sequence
-    boxes = xyxy_to_xywh(np.stack(active.boxes_xyxy))
+    sequence = job.sequence
+    boxes = xyxy_to_xywh(tracked.boxes_xyxy)
     boxes[:, :2] += sequence.coordinate_offset
     boxes[0] = np.asarray(sequence.groundtruth_xywh[0], dtype=np.float64)
-    write_pytracking_result(active.job.folder, sequence.name, boxes, np.asarray(active.times))
+    write_pytracking_result(job.folder, sequence.name, boxes, tracked.seconds)
 
 
 def _track_jobs(tracker, jobs: list[_Job], batch_size: int, num_workers: int, progress) -> None:
-    """Advance up to ``batch_size`` pairs together: one template crop per new pair, one forward per step."""
-    from ..tracking import initialize_targets, track_step
+    """Track the pairs with the engine, ``batch_size`` at a time, writing each one as soon as it is finished."""
+    from ..engine import VideoJob, track_videos
 
-    pending = deque(jobs)
-    active: list[_Active] = []
-    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
-        while pending or active:
-            starting = [pending.popleft() for _ in range(min(batch_size - len(active), len(pending)))]
-            if starting:
-                begin = time.perf_counter()
-                frames = list(pool.map(lambda job: job.sequence.frame(0), starting))
-                boxes = np.stack([_init_box(job.sequence) for job in starting])
-                states = initialize_targets(
-                    tracker.model, tracker.image_processor, frames, boxes, object_ids=[job.key for job in starting]
-                )
-                per_target = (time.perf_counter() - begin) / len(starting)
-                for job, state, box in zip(starting, states, boxes, strict=True):
-                    entry = _Active(job, state, boxes_xyxy=[box], times=[per_target])
-                    active.append(entry)
-                progress.update(len(starting))
-            finished = [a for a in active if a.next_frame >= len(a.job.sequence.frame_paths)]
-            stepping = [a for a in active if a.next_frame < len(a.job.sequence.frame_paths)]
-            if stepping:
-                begin = time.perf_counter()
-                frames = list(pool.map(lambda a: a.job.sequence.frame(a.next_frame), stepping))
-                outputs = track_step(
-                    tracker.model, tracker.image_processor, [a.state for a in stepping], frames, tracker.autocast_dtype
-                )
-                per_target = (time.perf_counter() - begin) / len(stepping)
-                for entry, output in zip(stepping, outputs, strict=True):
-                    entry.boxes_xyxy.append(output.box_xyxy)
-                    entry.times.append(per_target)
-                    entry.next_frame += 1
-                    if entry.next_frame >= len(entry.job.sequence.frame_paths):
-                        finished.append(entry)
-                progress.update(len(stepping))
-            for entry in finished:
-                _write_job(entry)
-                active.remove(entry)
+    by_key = {job.key: job for job in jobs}
+    videos = [
+        VideoJob(job.key, len(job.sequence.frame_paths), job.sequence.frame, _init_box(job.sequence)) for job in jobs
+    ]
+    for tracked in track_videos(
+        tracker.backend, tracker.image_processor, videos, batch_size, num_workers, on_frames=progress.update
+    ):
+        _write_job(by_key[tracked.key], tracked)
 
 
 def _export_got10k(output_dir: Path, sequences: Sequence, runs: int, rasterize: bool, write_zip: bool) -> Path:

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..boxes import xyxy_to_xywh
+from ..engine import VideoJob, get_backend, track_videos
 from .progress import isolated_rng
 
 logger = logging.getLogger(__name__)
@@ -60,8 +62,8 @@ def evaluate_tracking(
 ) -> dict[str, float]:
     """One-pass evaluation: track every sequence from its first-frame box, then score it with an OPE protocol.
 
-    All sequences advance in lockstep through ONE batched forward per frame index (`lorat_hf.tracking.track_step`),
-    each with its own template and state. Predictions are compared with the shipped ground truth
+    All sequences advance together through the engine (`lorat_hf.engine.track_videos`), one batched forward per
+    frame index (in chunks of `max_batch_size`), each with its own template and state. Predictions are compared with the shipped ground truth
     (`groundtruth_xywh`, with each sequence's `coordinate_offset`), so the numbers equal `lorat-eval`'s for the same
     boxes. Runs in eval mode under `isolated_rng()`; call it on the main process only.
 
@@ -77,44 +79,26 @@ def evaluate_tracking(
     """
     from ..data.sequences import iter_sequences
     from ..evaluation.protocols import SequenceData, evaluate_sequences
-    from ..tracking import initialize_targets, track_step
 
     tracks = list(iter_sequences(sequences))
     if not tracks:
         raise ValueError("No sequences to track.")
+    jobs = [VideoJob(index, len(t), t.frame, t.boxes_xyxy[0]) for index, t in enumerate(tracks)]
     was_training = model.training
     model.eval()
+    predictions: dict[int, np.ndarray] = {}
     try:
-        with isolated_rng():
-            states = initialize_targets(
-                model,
-                image_processor,
-                [t.frame(0) for t in tracks],
-                [t.boxes_xyxy[0] for t in tracks],
-                list(range(len(tracks))),
-            )
-            predictions = [np.full((len(t), 4), np.nan) for t in tracks]
-            for index, track in enumerate(tracks):
-                predictions[index][0] = track.boxes_xyxy[0]
-            longest = max(len(t) for t in tracks)
-            for frame_index in tqdm(range(1, longest), desc="Tracking", disable=not show_progress, leave=False):
-                active = [i for i, t in enumerate(tracks) if frame_index < len(t)]
-                results = track_step(
-                    model,
-                    image_processor,
-                    [states[i] for i in active],
-                    [tracks[i].frame(frame_index) for i in active],
-                    autocast_dtype=autocast_dtype,
-                    max_batch_size=max_batch_size,
-                )
-                for i, result in zip(active, results, strict=True):
-                    predictions[i][frame_index] = result.box_xyxy
+        with isolated_rng(), tqdm(total=sum(map(len, tracks)), desc="Tracking", disable=not show_progress) as bar:
+            backend = get_backend(model, autocast_dtype=autocast_dtype, max_batch_size=max_batch_size)
+            for tracked in track_videos(
+                backend, image_processor, jobs, batch_size=len(jobs), num_workers=1, on_frames=bar.update
+            ):
+                predictions[tracked.key] = tracked.boxes_xyxy
     finally:
         model.train(was_training)
     scored = []
-    for track, boxes in zip(tracks, predictions, strict=True):
-        xywh = boxes.copy()
-        xywh[:, 2:] -= xywh[:, :2]
+    for index, track in enumerate(tracks):
+        xywh = xyxy_to_xywh(predictions[index])
         xywh[:, :2] += track.coordinate_offset  # results are written in the benchmark's own convention
         scored.append(SequenceData(track.name, track.groundtruth_xywh, [xywh], visible=track.visible))
     report = evaluate_sequences(protocol, scored, dataset=tracks[0].dataset)
