@@ -50,6 +50,8 @@ def onnxruntime_session(path: str | os.PathLike, num_threads: int | None = None)
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = num_threads or torch.get_num_threads()
     options.log_severity_level = 3
+    # no busy-waiting between runs: the tracker's own work (crops, decoding) and other processes get the cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
