@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 import lorat_hf
 from lorat_hf import LoraTrackerImageProcessor, count_parameters
 from lorat_hf.data.pairs import EpochIndexSampler, TrackingPairDataset, collate_pairs
+from lorat_hf.data.workers import dataloader_worker_options
 from lorat_hf.file_utils import write_text_atomic
 from lorat_hf.training.arguments import DataArguments, TrainConfig, parse_dataset_entry, parse_train_args
 from lorat_hf.training.builders import (
@@ -72,6 +73,7 @@ from lorat_hf.training.checkpointing import (
     trainable_state_dict,
     write_json_atomic,
 )
+from lorat_hf.training.errors import TrainingSetupError
 from lorat_hf.training.optimization import WarmupCosineSchedule, build_parameter_groups
 from lorat_hf.training.precision import cast_for_mixed_precision_, parameter_dtypes, weight_dtype_for
 from lorat_hf.training.progress import TrainingProgress, plan_batches
@@ -111,12 +113,6 @@ class WithSampleIndex(torch.utils.data.Dataset):
         return item
 
 
-def _worker_init(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # the workers are the parallelism
-
-
 def synthetic_sequences(split: str | None, data_args: DataArguments, output_dir: Path):
     """The `synthetic` dataset: videos from `lorat_hf.data.synthetic` written once (resumably) in the generic layout.
 
@@ -153,7 +149,7 @@ def load_sequence_table(entry: str, data_args: DataArguments, output_dir: Path, 
             return synthetic_sequences(split, data_args, output_dir)
         root = data_args.dataset_roots.get(name)
         if root is None:
-            raise ValueError(
+            raise TrainingSetupError(
                 f"No root folder for dataset {name!r}: add it to dataset_roots in the recipe, e.g. "
                 f'--dataset_roots \'{{"{name}": "/data/{name}"}}\'.'
             )
@@ -184,11 +180,9 @@ def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: A
         batch_size=plan.per_device_batch_size,
         sampler=EpochIndexSampler(train_dataset),
         collate_fn=collate_pairs,
-        num_workers=workers,
         drop_last=True,
-        persistent_workers=workers > 0,
-        worker_init_fn=_worker_init if workers > 0 else None,
         generator=loader_generator,
+        **dataloader_worker_options(workers),  # started clean, never forked from this process
         pin_memory=torch.cuda.is_available(),
     )
 
@@ -210,7 +204,7 @@ def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: A
             batch_size=plan.per_device_batch_size,
             sampler=EpochIndexSampler(val_dataset),
             collate_fn=collate_pairs,
-            num_workers=min(workers, 2),
+            **dataloader_worker_options(min(workers, 2)),
             generator=torch.Generator().manual_seed(training.seed),
         )
 
@@ -227,15 +221,18 @@ def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: A
 
 
 def check_output_dir(output_dir: Path, resuming: bool, overwrite: bool, accelerator: Accelerator) -> None:
-    """Refuse to start a new run on top of another one unless `--overwrite_output_dir` (then clear our artifacts)."""
+    """Refuse to start a new run on top of another one unless `--overwrite_output_dir` (then clear our artifacts).
+
+    `resuming`: `--resume_from_checkpoint` was given; with no complete checkpoint the run restarts from step 0 here.
+    """
     existing = [name for name in RUN_ARTIFACTS if (output_dir / name).exists()]
     if not existing or resuming:
         return
     if not overwrite:
-        raise FileExistsError(
+        raise TrainingSetupError(
             f"{output_dir} already holds a training run ({', '.join(existing)}). Continue it with "
-            "--resume_from_checkpoint latest, choose another --output_dir, or pass --overwrite_output_dir to replace "
-            "its checkpoints, final/ export and logs."
+            "--resume_from_checkpoint latest (from step 0 if it stopped before its first checkpoint), choose another "
+            "--output_dir, or pass --overwrite_output_dir to replace its checkpoints, final/ export and logs."
         )
     if accelerator.is_main_process:
         import shutil
@@ -254,7 +251,7 @@ def check_trackers(report_to: str) -> None:
     wanted = {"all": ("tensorboard", "wandb"), "none": ()}.get(report_to, (report_to,))
     for name in wanted:
         if importlib.util.find_spec(name) is None:
-            raise ModuleNotFoundError(
+            raise TrainingSetupError(
                 f"--report_to {report_to} needs the {name} package: pip install {name} (or pass --report_to none)."
             )
 
@@ -267,7 +264,7 @@ def check_gradient_accumulation(accelerator: Accelerator, requested: int) -> Non
     if plugin is not None and isinstance(plugin.deepspeed_config.get("gradient_accumulation_steps"), int):
         effective = plugin.deepspeed_config["gradient_accumulation_steps"]
     if effective != requested:
-        raise ValueError(
+        raise TrainingSetupError(
             f"The recipe asks for gradient_accumulation_steps={requested} but accelerate uses {effective} (set by "
             "ACCELERATE_GRADIENT_ACCUMULATION_STEPS or the DeepSpeed config). Make them equal: the global batch is "
             "split over processes x accumulation steps."
@@ -346,7 +343,10 @@ def truncate_metrics(output_dir: Path, last_step: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = parse_train_args(argv)
+    try:
+        config = parse_train_args(argv)
+    except (ValueError, FileNotFoundError) as error:  # a bad recipe or flag
+        raise TrainingSetupError(str(error)) from None
     model_args, peft_args, data_args, training, hub = (
         config.model,
         config.peft,
@@ -369,7 +369,9 @@ def main(argv: list[str] | None = None) -> None:
     logger.info(accelerator.state, main_process_only=False)
     check_gradient_accumulation(accelerator, training.gradient_accumulation_steps)
     if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
-        raise ValueError("fp16 mixed precision needs a GPU (CPU autocast does not cover it); use bf16 or no on CPU.")
+        raise TrainingSetupError(
+            "fp16 mixed precision needs a GPU (CPU autocast does not cover it); use bf16 or no on CPU."
+        )
     library_verbosity = logging.WARNING if accelerator.is_local_main_process else logging.ERROR
     transformers.utils.logging.set_verbosity(library_verbosity)
     datasets.utils.logging.set_verbosity(library_verbosity)
@@ -381,12 +383,15 @@ def main(argv: list[str] | None = None) -> None:
     resume_path = None
     if training.resume_from_checkpoint:
         resume_path = resolve_checkpoint(training.resume_from_checkpoint, checkpoints_root)
-        if resume_path is None:
-            logger.info(f"No complete checkpoint in {checkpoints_root}: starting a new run.")
-    check_output_dir(output_dir, resume_path is not None, training.overwrite_output_dir, accelerator)
+    check_output_dir(output_dir, bool(training.resume_from_checkpoint), training.overwrite_output_dir, accelerator)
     accelerator.wait_for_everyone()  # every rank checked the folder before anything is written to it
     if accelerator.is_main_process:
         (output_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if training.resume_from_checkpoint and resume_path is None:
+            logger.warning(f"No complete checkpoint in {checkpoints_root}: starting from step 0 in {output_dir}.")
+            truncate_metrics(output_dir, 0)  # an earlier attempt's lines are replaced by this run's
+            for stale in (output_dir / "sample_ids").glob("rank-*.jsonl"):
+                stale.unlink()
     if hub.push_to_hub and accelerator.is_main_process:
         from huggingface_hub import create_repo
 
@@ -487,7 +492,7 @@ def main(argv: list[str] | None = None) -> None:
             saved["batch_plan"]["global_batch_size"] != plan.global_batch_size
             or saved["batch_plan"]["steps_per_epoch"] != plan.steps_per_epoch
         ):
-            raise ValueError(
+            raise TrainingSetupError(
                 f"{resume_path} was written with global_batch_size={saved['batch_plan']['global_batch_size']} and "
                 f"{saved['batch_plan']['steps_per_epoch']} steps per epoch; this run has {plan.global_batch_size} and "
                 f"{plan.steps_per_epoch}. Resume with the same global batch and samples_per_epoch."
@@ -641,5 +646,15 @@ def main(argv: list[str] | None = None) -> None:
     accelerator.end_training()
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """Run `main`; a run refused before it starts is one line on stderr and exit status 2."""
+    try:
+        main(argv)
+    except TrainingSetupError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())
