@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 import lorat_hf
 from lorat_hf import LoraTrackerImageProcessor, count_parameters
-from lorat_hf.data.pairs import EpochIndexSampler, TrackingPairDataset, collate_pairs
+from lorat_hf.data.pairs import EpochIndexSampler, TrackingPairDataset, collate_pairs, training_dataset_for
 from lorat_hf.data.workers import dataloader_worker_options
 from lorat_hf.file_utils import write_text_atomic
 from lorat_hf.training.arguments import DataArguments, TrainConfig, parse_dataset_entry, parse_train_args
@@ -53,6 +53,7 @@ from lorat_hf.training.builders import (
     build_tracker,
     enable_activation_checkpointing,
     ensure_random_backbone,
+    read_phase1_config,
     tracker_config_from_args,
 )
 from lorat_hf.training.checkpointing import (
@@ -156,11 +157,15 @@ def load_sequence_table(entry: str, data_args: DataArguments, output_dir: Path, 
         return load_sequences(name, root, split, cache_dir=data_args.sequence_cache_dir)
 
 
-def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: Accelerator, output_dir: Path):
-    """The training loader (epoch-ordered pairs), the fixed validation loader (or None) and tracking sequences."""
+def build_dataloaders(
+    config: TrainConfig, model_config, image_processor, plan, accelerator: Accelerator, output_dir: Path
+):
+    """The training loader (epoch-ordered pairs, or LoRATv2 tuplets), the fixed validation loader (or None) and
+    tracking sequences."""
     data, training = config.data, config.training
     train_tables = [load_sequence_table(e, data, output_dir, accelerator) for e in data.train_datasets]
-    train_dataset = TrackingPairDataset(
+    train_dataset = training_dataset_for(
+        model_config,
         train_tables,
         image_processor,
         weights=data.train_dataset_weights,
@@ -189,7 +194,8 @@ def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: A
     val_loader = None
     if data.val_pairs > 0 and data.val_datasets and training.validation_steps > 0:
         val_tables = [load_sequence_table(e, data, output_dir, accelerator) for e in data.val_datasets]
-        val_dataset = TrackingPairDataset(
+        val_dataset = training_dataset_for(
+            model_config,
             val_tables,
             image_processor,
             samples_per_epoch=data.val_pairs,
@@ -400,8 +406,10 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(training.seed)
 
     # ----- model -----
-    tracker_config = tracker_config_from_args(model_args, peft_args)
-    if model_args.random_backbone:
+    # LoRATv2 phase 2 continues a phase-1 export: its backbone, geometry and frozen streams
+    phase1_config = read_phase1_config(model_args.phase1_model_path) if model_args.is_phase_2 else None
+    tracker_config = tracker_config_from_args(model_args, peft_args, phase1_config)
+    if model_args.random_backbone and phase1_config is None:
         backbone = output_dir / BACKBONE_DIRNAME
         if accelerator.is_main_process:
             ensure_random_backbone(backbone, tracker_config.dinov2_config, training.seed)
@@ -409,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         backbone = model_args.backbone_name_or_path or tracker_config.backbone_name_or_path
     with accelerator.main_process_first():  # download the backbone once per machine
-        model = build_tracker(tracker_config, peft_args, backbone)
+        model = build_tracker(tracker_config, peft_args, backbone, model_args.phase1_model_path)
     base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
     image_processor = LoraTrackerImageProcessor.from_tracker_config(base_model.config)
     weight_dtype = weight_dtype_for(accelerator.mixed_precision)
@@ -433,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
         data_args.samples_per_epoch,
     )
     train_loader, loader_generator, val_loader, tracking_sequences = build_dataloaders(
-        config, image_processor, plan, accelerator, output_dir
+        config, base_model.config, image_processor, plan, accelerator, output_dir
     )
     optimizer = torch.optim.AdamW(
         build_parameter_groups(model, training.learning_rate, training.weight_decay, peft_args.layer_decay),
