@@ -39,19 +39,35 @@ def write_text_atomic(
         raise FileExistsError(f"{path} already exists; remove it or choose another output path.")
     path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode("utf-8") if isinstance(text, str) else text
-    mode = (path.stat().st_mode & 0o777) if path.exists() else NEW_FILE_MODE
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = temporary_sibling(path)
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with open(temporary, "wb") as stream:
             stream.write(data)
             if fsync:
                 stream.flush()
                 os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
+        move_into_place(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    return path
+
+
+def temporary_sibling(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """A new empty hidden file next to `path` (same filesystem: `move_into_place` is then an atomic rename) for
+    writers that produce `path` piece by piece (a video encoder). The caller deletes it if it gives up."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    return Path(temporary)
+
+
+def move_into_place(temporary: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Atomically replace `path` with the finished `temporary` file, with the permissions an ordinary `open` would
+    give a new file (0666 minus the umask), or those of the file it replaces."""
+    path = Path(path)
+    os.chmod(temporary, (path.stat().st_mode & 0o777) if path.exists() else NEW_FILE_MODE)
+    os.replace(temporary, path)
     return path
 
 
@@ -88,4 +104,4 @@ def staged_directory(output: str | os.PathLike, *, overwrite: bool = False) -> I
         raise
 
 
-__all__ = ["write_text_atomic", "write_json_atomic", "staged_directory"]
+__all__ = ["move_into_place", "staged_directory", "temporary_sibling", "write_json_atomic", "write_text_atomic"]

@@ -934,12 +934,30 @@ def resolve_base_model(info: TrackerFolder, base_model: str | None = None) -> st
         if not distinct:
             raise TrackerFolderError(
                 f"No Hub id is known for the DINOv2 backbone ({TRACKER_CONFIG_NAME} names {from_config!r}, "
-                f"{ADAPTER_CONFIG_NAME} names {from_adapter!r}): users could not download it. Pass --base-model "
-                "facebook/dinov2-base (base_model=... in Python) with the Hub DINOv2 the weights were built on."
+                f"{ADAPTER_CONFIG_NAME} names {from_adapter!r}): users could not download it. "
+                + _base_model_suggestion(info.config)
             )
         resolved = distinct[0]
     _check_known_backbone(resolved, info.config)
     return resolved
+
+
+def _base_model_suggestion(config: LoraTrackerConfig) -> str:
+    """What to pass as --base-model: the official DINOv2 of the backbone's shape, or how to name a backbone trained
+    from scratch (no official checkpoint has its shape)."""
+    dinov2 = config.dinov2_config
+    shape = (dinov2.hidden_size, dinov2.num_hidden_layers, dinov2.num_attention_heads, dinov2.use_swiglu_ffn)
+    for spec in BACKBONES.values():
+        if (spec.hidden_size, spec.num_hidden_layers, spec.num_attention_heads, spec.use_swiglu_ffn) == shape:
+            return (
+                f"Pass --base-model {spec.checkpoint} (base_model=... in Python) if the weights were built on it: it "
+                "is the official DINOv2 of this backbone's shape."
+            )
+    return (
+        f"The backbone (width {shape[0]}, {shape[1]} layers, {shape[2]} heads) has the shape of no official DINOv2: "
+        "it was trained from a random initialisation. Publish that backbone as a Hub repo of its own (a training "
+        "run's backbone/ folder) and pass its id with --base-model (base_model=... in Python)."
+    )
 
 
 def _check_known_backbone(hub_id: str, config: LoraTrackerConfig) -> None:

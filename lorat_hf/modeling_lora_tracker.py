@@ -162,6 +162,12 @@ class LoraTrackerPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
 
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """transformers' deprecated alias, still read by peft whenever it wraps a model: answered without the
+        FutureWarning it would print on every training run (`is_activation_checkpointing` is the same)."""
+        return self.is_activation_checkpointing
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
+
+from .file_utils import move_into_place, temporary_sibling
 
 logger = logging.getLogger(__name__)
 
@@ -304,9 +305,7 @@ class VideoWriter:
         self.num_frames = 0
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
-        handle, temporary = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=suffix, dir=self.path.parent)
-        os.close(handle)
-        self._temporary = Path(temporary)
+        self._temporary = temporary_sibling(self.path, suffix=suffix)  # the suffix tells OpenCV the container
 
     def write(self, frame_rgb: np.ndarray) -> None:
         """Append one `(H, W, 3)` uint8 RGB frame (every frame must have the first frame's size)."""
@@ -338,7 +337,7 @@ class VideoWriter:
             self.abort()
             raise ValueError(f"No frame was written; {str(self.path)!r} was not created.")
         self._writer.release()
-        os.replace(self._temporary, self.path)
+        move_into_place(self._temporary, self.path)
         self._temporary = None
         return self.path
 

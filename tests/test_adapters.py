@@ -195,3 +195,13 @@ def test_broken_model_files_name_the_file_and_what_to_do(tmp_path):
     save_adapter_folder(add_adapters(LoraTrackerModel(config)), tmp_path / "adapter2")
     with pytest.raises(ModelFileError, match=r"dinov2/model.safetensors is damaged"):
         load_tracker_model(tmp_path / "adapter2", backbone_name_or_path=str(tmp_path / "dinov2"))
+
+
+def test_wrapping_with_peft_prints_no_transformers_deprecation_warning():
+    import warnings
+
+    model = LoraTrackerModel(tiny_config())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        wrapped = add_adapters(model)
+    assert wrapped.get_base_model().is_gradient_checkpointing is False

@@ -90,7 +90,7 @@ def test_dry_run_with_a_reviewed_card(tmp_path, adapter_folder, capsys, no_hub):
     [
         ("missing_folder", "is not a folder"),
         ("no_weights", "holds no weights"),
-        ("no_hub_id", "Pass --base-model facebook/dinov2-base"),
+        ("no_hub_id", "has the shape of no official DINOv2: it was trained from a random initialisation"),
         ("bad_repo_id", "must be ORG/NAME"),
         ("card_for_other_backbone", "base_model is 'facebook/dinov2-base' but the uploaded weights are built on"),
         ("card_without_license", "fix its metadata: license"),

@@ -255,3 +255,14 @@ def test_video_io_frame_order_writer_rules_and_drawing(tmp_path):
     assert drawn[42, 30, 1] == 255 and drawn[74, 30, 1] == 255  # top and bottom edges: pixels 42 and 74
     assert drawn[60, 30].max() == 0 and drawn[60, 61].max() == 0  # inside and outside untouched
     assert drawn[30:41, 10:40, 1].mean() > 100  # the score caption sits above the box
+
+
+def test_written_videos_get_ordinary_file_permissions(tmp_path):
+    from lorat_hf.file_utils import NEW_FILE_MODE
+    from lorat_hf.video_io import VideoWriter
+
+    writer = VideoWriter(tmp_path / "clip.mp4", fps=5)
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    path = writer.close()
+    assert path.stat().st_mode & 0o777 == NEW_FILE_MODE  # not the 0600 of a private temporary file
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]  # no temporary left behind
