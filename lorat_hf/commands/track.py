@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="compute dtype: bfloat16 converts the weights once (fastest on CPUs with bf16 units); float16 runs under "
         "autocast (the official GPU setting)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime", "onnxruntime-int8"),
+        default="torch",
+        help="run the model with torch, or the model.onnx / model_int8.onnx of a lorat-export folder given as --model",
+    )
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--fps", type=float, help="frame rate of --output when the source has none (default 30)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -158,9 +164,14 @@ def run(args: argparse.Namespace) -> int:
     hub_kwargs = {"revision": args.revision} if args.revision else {}
     try:
         tracker = LoraTracker.from_pretrained(
-            model, device=args.device, dtype=args.dtype, box_format=args.box_format, **hub_kwargs
+            model,
+            device=args.device,
+            dtype=args.dtype,
+            box_format=args.box_format,
+            backend=args.backend,
+            **hub_kwargs,
         )
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:
         reader.close()
         raise UsageError(f"Cannot load the tracker from {model!r}: {error}") from None
     logger.info("Tracking %s %s (%dx%d) on %s", info.kind, args.video, info.width, info.height, tracker.device)
