@@ -245,7 +245,8 @@ class LoraTracker:
 
     def track(self, frame: FrameInput) -> tuple[np.ndarray, float] | dict[Hashable, tuple[np.ndarray, float]]:
         """Predict the object(s) on the next frame: `(box, score)`, or `{object_id: (box, score)}` after a
-        multi-object `init`. Boxes are float64 `(4,)` in `box_format`, clipped to the frame."""
+        multi-object `init`. Boxes are float64 `(4,)` in `box_format`, clipped to the frame (LoRAT) or
+        as predicted (LoRATv2, like its official pipeline)."""
         if not self._states:
             raise RuntimeError("The tracker has no object: call tracker.init(first_frame, box) before track(frame).")
         rgb = frame_to_rgb(frame)
