@@ -30,6 +30,7 @@ BENCHMARKS = (
     "evaluation",
     "inference",
     "efficiency",
+    "backends",
     "train_step",
     "compare_opencv",
 )
@@ -46,6 +47,7 @@ QUICK_ARGUMENTS = {
     "evaluation": ["--quick"],
     "inference": ["--quick"],
     "efficiency": ["--quick"],
+    "backends": ["--quick", "--skip-accuracy"],
     "train_step": ["--quick"],
     "compare_opencv": ["--quick"],
 }

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 import lorat_hf
 from lorat_hf import LoraTrackerImageProcessor, count_parameters
-from lorat_hf.data.pairs import EpochIndexSampler, TrackingPairDataset, collate_pairs
+from lorat_hf.data.pairs import EpochIndexSampler, TrackingPairDataset, collate_pairs, training_dataset_for
 from lorat_hf.data.workers import dataloader_worker_options
 from lorat_hf.file_utils import write_text_atomic
 from lorat_hf.training.arguments import DataArguments, TrainConfig, parse_dataset_entry, parse_train_args
@@ -53,6 +53,7 @@ from lorat_hf.training.builders import (
     build_tracker,
     enable_activation_checkpointing,
     ensure_random_backbone,
+    read_phase1_config,
     tracker_config_from_args,
 )
 from lorat_hf.training.checkpointing import (
@@ -73,6 +74,7 @@ from lorat_hf.training.checkpointing import (
     trainable_state_dict,
     write_json_atomic,
 )
+from lorat_hf.training.errors import TrainingSetupError
 from lorat_hf.training.optimization import WarmupCosineSchedule, build_parameter_groups
 from lorat_hf.training.precision import cast_for_mixed_precision_, parameter_dtypes, weight_dtype_for
 from lorat_hf.training.progress import TrainingProgress, plan_batches
@@ -148,18 +150,22 @@ def load_sequence_table(entry: str, data_args: DataArguments, output_dir: Path, 
             return synthetic_sequences(split, data_args, output_dir)
         root = data_args.dataset_roots.get(name)
         if root is None:
-            raise ValueError(
+            raise TrainingSetupError(
                 f"No root folder for dataset {name!r}: add it to dataset_roots in the recipe, e.g. "
                 f'--dataset_roots \'{{"{name}": "/data/{name}"}}\'.'
             )
         return load_sequences(name, root, split, cache_dir=data_args.sequence_cache_dir)
 
 
-def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: Accelerator, output_dir: Path):
-    """The training loader (epoch-ordered pairs), the fixed validation loader (or None) and tracking sequences."""
+def build_dataloaders(
+    config: TrainConfig, model_config, image_processor, plan, accelerator: Accelerator, output_dir: Path
+):
+    """The training loader (epoch-ordered pairs, or LoRATv2 tuplets), the fixed validation loader (or None) and
+    tracking sequences."""
     data, training = config.data, config.training
     train_tables = [load_sequence_table(e, data, output_dir, accelerator) for e in data.train_datasets]
-    train_dataset = TrackingPairDataset(
+    train_dataset = training_dataset_for(
+        model_config,
         train_tables,
         image_processor,
         weights=data.train_dataset_weights,
@@ -188,7 +194,8 @@ def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: A
     val_loader = None
     if data.val_pairs > 0 and data.val_datasets and training.validation_steps > 0:
         val_tables = [load_sequence_table(e, data, output_dir, accelerator) for e in data.val_datasets]
-        val_dataset = TrackingPairDataset(
+        val_dataset = training_dataset_for(
+            model_config,
             val_tables,
             image_processor,
             samples_per_epoch=data.val_pairs,
@@ -220,15 +227,18 @@ def build_dataloaders(config: TrainConfig, image_processor, plan, accelerator: A
 
 
 def check_output_dir(output_dir: Path, resuming: bool, overwrite: bool, accelerator: Accelerator) -> None:
-    """Refuse to start a new run on top of another one unless `--overwrite_output_dir` (then clear our artifacts)."""
+    """Refuse to start a new run on top of another one unless `--overwrite_output_dir` (then clear our artifacts).
+
+    `resuming`: `--resume_from_checkpoint` was given; with no complete checkpoint the run restarts from step 0 here.
+    """
     existing = [name for name in RUN_ARTIFACTS if (output_dir / name).exists()]
     if not existing or resuming:
         return
     if not overwrite:
-        raise FileExistsError(
+        raise TrainingSetupError(
             f"{output_dir} already holds a training run ({', '.join(existing)}). Continue it with "
-            "--resume_from_checkpoint latest, choose another --output_dir, or pass --overwrite_output_dir to replace "
-            "its checkpoints, final/ export and logs."
+            "--resume_from_checkpoint latest (from step 0 if it stopped before its first checkpoint), choose another "
+            "--output_dir, or pass --overwrite_output_dir to replace its checkpoints, final/ export and logs."
         )
     if accelerator.is_main_process:
         import shutil
@@ -247,7 +257,7 @@ def check_trackers(report_to: str) -> None:
     wanted = {"all": ("tensorboard", "wandb"), "none": ()}.get(report_to, (report_to,))
     for name in wanted:
         if importlib.util.find_spec(name) is None:
-            raise ModuleNotFoundError(
+            raise TrainingSetupError(
                 f"--report_to {report_to} needs the {name} package: pip install {name} (or pass --report_to none)."
             )
 
@@ -260,7 +270,7 @@ def check_gradient_accumulation(accelerator: Accelerator, requested: int) -> Non
     if plugin is not None and isinstance(plugin.deepspeed_config.get("gradient_accumulation_steps"), int):
         effective = plugin.deepspeed_config["gradient_accumulation_steps"]
     if effective != requested:
-        raise ValueError(
+        raise TrainingSetupError(
             f"The recipe asks for gradient_accumulation_steps={requested} but accelerate uses {effective} (set by "
             "ACCELERATE_GRADIENT_ACCUMULATION_STEPS or the DeepSpeed config). Make them equal: the global batch is "
             "split over processes x accumulation steps."
@@ -339,7 +349,10 @@ def truncate_metrics(output_dir: Path, last_step: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = parse_train_args(argv)
+    try:
+        config = parse_train_args(argv)
+    except (ValueError, FileNotFoundError) as error:  # a bad recipe or flag
+        raise TrainingSetupError(str(error)) from None
     model_args, peft_args, data_args, training, hub = (
         config.model,
         config.peft,
@@ -362,7 +375,9 @@ def main(argv: list[str] | None = None) -> None:
     logger.info(accelerator.state, main_process_only=False)
     check_gradient_accumulation(accelerator, training.gradient_accumulation_steps)
     if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
-        raise ValueError("fp16 mixed precision needs a GPU (CPU autocast does not cover it); use bf16 or no on CPU.")
+        raise TrainingSetupError(
+            "fp16 mixed precision needs a GPU (CPU autocast does not cover it); use bf16 or no on CPU."
+        )
     library_verbosity = logging.WARNING if accelerator.is_local_main_process else logging.ERROR
     transformers.utils.logging.set_verbosity(library_verbosity)
     datasets.utils.logging.set_verbosity(library_verbosity)
@@ -374,12 +389,15 @@ def main(argv: list[str] | None = None) -> None:
     resume_path = None
     if training.resume_from_checkpoint:
         resume_path = resolve_checkpoint(training.resume_from_checkpoint, checkpoints_root)
-        if resume_path is None:
-            logger.info(f"No complete checkpoint in {checkpoints_root}: starting a new run.")
-    check_output_dir(output_dir, resume_path is not None, training.overwrite_output_dir, accelerator)
+    check_output_dir(output_dir, bool(training.resume_from_checkpoint), training.overwrite_output_dir, accelerator)
     accelerator.wait_for_everyone()  # every rank checked the folder before anything is written to it
     if accelerator.is_main_process:
         (output_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if training.resume_from_checkpoint and resume_path is None:
+            logger.warning(f"No complete checkpoint in {checkpoints_root}: starting from step 0 in {output_dir}.")
+            truncate_metrics(output_dir, 0)  # an earlier attempt's lines are replaced by this run's
+            for stale in (output_dir / "sample_ids").glob("rank-*.jsonl"):
+                stale.unlink()
     if hub.push_to_hub and accelerator.is_main_process:
         from huggingface_hub import create_repo
 
@@ -388,8 +406,10 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(training.seed)
 
     # ----- model -----
-    tracker_config = tracker_config_from_args(model_args, peft_args)
-    if model_args.random_backbone:
+    # LoRATv2 phase 2 continues a phase-1 export: its backbone, geometry and frozen streams
+    phase1_config = read_phase1_config(model_args.phase1_model_path) if model_args.is_phase_2 else None
+    tracker_config = tracker_config_from_args(model_args, peft_args, phase1_config)
+    if model_args.random_backbone and phase1_config is None:
         backbone = output_dir / BACKBONE_DIRNAME
         if accelerator.is_main_process:
             ensure_random_backbone(backbone, tracker_config.dinov2_config, training.seed)
@@ -397,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         backbone = model_args.backbone_name_or_path or tracker_config.backbone_name_or_path
     with accelerator.main_process_first():  # download the backbone once per machine
-        model = build_tracker(tracker_config, peft_args, backbone)
+        model = build_tracker(tracker_config, peft_args, backbone, model_args.phase1_model_path)
     base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
     image_processor = LoraTrackerImageProcessor.from_tracker_config(base_model.config)
     weight_dtype = weight_dtype_for(accelerator.mixed_precision)
@@ -421,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
         data_args.samples_per_epoch,
     )
     train_loader, loader_generator, val_loader, tracking_sequences = build_dataloaders(
-        config, image_processor, plan, accelerator, output_dir
+        config, base_model.config, image_processor, plan, accelerator, output_dir
     )
     optimizer = torch.optim.AdamW(
         build_parameter_groups(model, training.learning_rate, training.weight_decay, peft_args.layer_decay),
@@ -480,7 +500,7 @@ def main(argv: list[str] | None = None) -> None:
             saved["batch_plan"]["global_batch_size"] != plan.global_batch_size
             or saved["batch_plan"]["steps_per_epoch"] != plan.steps_per_epoch
         ):
-            raise ValueError(
+            raise TrainingSetupError(
                 f"{resume_path} was written with global_batch_size={saved['batch_plan']['global_batch_size']} and "
                 f"{saved['batch_plan']['steps_per_epoch']} steps per epoch; this run has {plan.global_batch_size} and "
                 f"{plan.steps_per_epoch}. Resume with the same global batch and samples_per_epoch."
@@ -634,5 +654,15 @@ def main(argv: list[str] | None = None) -> None:
     accelerator.end_training()
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """Run `main`; a run refused before it starts is one line on stderr and exit status 2."""
+    try:
+        main(argv)
+    except TrainingSetupError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -22,6 +22,7 @@ from .checkpointing import (
     save_trainable_weights,
     write_json_atomic,
 )
+from .errors import TrainingSetupError
 from .optimization import WarmupCosineSchedule, build_parameter_groups, create_optimizer, warmup_cosine_lr
 from .precision import cast_for_mixed_precision_, parameter_dtypes, weight_dtype_for
 from .progress import BatchPlan, TrainingProgress, isolated_rng, plan_batches
@@ -35,6 +36,7 @@ __all__ = [
     "HubArguments",
     "TrainConfig",
     "parse_train_args",
+    "TrainingSetupError",
     "tracker_config_from_args",
     "ensure_random_backbone",
     "build_tracker",
