@@ -173,7 +173,7 @@ def to_markdown(rows: list[dict], timing: dict[str, float] | None, repeats: int,
         lines += [
             "",
             f"Latency, CPU, random weights, fp32, batch 1, merged weights, median of {repeats}, the four candidates "
-            f"timed round-robin in one run; {conditions}.",
+            f"timed round-robin in one run ({torch.get_num_threads()} torch thread(s)); {conditions}.",
             "",
             "| per frame / once per target | latency | vs LoRAT-B-224 per frame |",
             "|---|---|---|",
