@@ -107,3 +107,11 @@ def test_a_hugging_face_backbone_folder_converts_like_the_timm_file(tmp_path):
     model = load_tracker_model(tmp_path / "adapters", merge=True)
     with torch.no_grad():
         assert_outputs(model(io["z"], search_inputs(io), io["z_feat_mask"]), io, "merged.train")
+
+
+def test_lorat_push_says_plainly_that_it_does_not_publish_loratv2_folders(tmp_path):
+    from lorat_hf.hub import TrackerFolderError, inspect_tracker_folder
+
+    assert _cli("model_p1", tmp_path / "merged", "--merge") == 0
+    with pytest.raises(TrackerFolderError, match="LoRATv2 folder"):
+        inspect_tracker_folder(tmp_path / "merged")
