@@ -58,6 +58,10 @@ def _json_dict(name: str, value: dict | str | None) -> dict:
 class ModelArguments:
     """Which tracker to build."""
 
+    model_type: str = field(
+        default="lora_tracker",
+        metadata={"help": "Model family to train (a registered `lorat_hf.training.families` model_type)."},
+    )
     variant: str = field(default="B-224", metadata={"help": f"Official preset: {', '.join(VARIANTS)}."})
     backbone_name_or_path: str | None = field(
         default=None,
@@ -95,7 +99,7 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        if self.variant not in VARIANTS:
+        if self.model_type == "lora_tracker" and self.variant not in VARIANTS:
             raise ValueError(
                 f"variant={self.variant!r} is not an official LoRAT variant; choose one of {', '.join(VARIANTS)}."
             )

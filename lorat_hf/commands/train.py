@@ -1,0 +1,16 @@
+"""`lorat-train`: train a tracker from a YAML recipe (the loop of `lorat_hf.training.loop`).
+
+    lorat-train --config examples/configs/tiny-synthetic.yaml             # one process
+    accelerate launch -m lorat_hf.commands.train --config recipe.yaml     # several processes / GPUs
+
+Runs exactly what `accelerate launch examples/train.py` runs; every flag is a recipe field (`--help` lists them).
+"""
+
+from __future__ import annotations
+
+from ..training.loop import main
+
+__all__ = ["main"]
+
+if __name__ == "__main__":
+    main()
