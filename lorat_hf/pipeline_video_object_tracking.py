@@ -63,10 +63,12 @@ class VideoObjectTrackingPipeline(Pipeline):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        if getattr(self.model.config, "model_type", None) != "lora_tracker":
+        from .engine import registered_model_types
+
+        if getattr(self.model.config, "model_type", None) not in registered_model_types():
             raise ValueError(
-                f"The video-object-tracking pipeline needs a LoRAT tracker (model_type 'lora_tracker'), got a "
-                f"{type(self.model).__name__}."
+                f"The video-object-tracking pipeline needs a tracker model (model_type one of "
+                f"{registered_model_types()}), got a {type(self.model).__name__}."
             )
         if self.image_processor is None:
             self.image_processor = LoraTrackerImageProcessor.from_tracker_config(self.model.config)

@@ -179,7 +179,7 @@ class LoraTracker:
             path_or_repo_id = default_model_path()
         path = os.fspath(path_or_repo_id)
         model = load_tracker_model(path, merge=merge, backbone_name_or_path=backbone_name_or_path, **hub_kwargs)
-        if merge and fuse:
+        if merge and fuse and model.config.model_type == "lora_tracker":  # fused layers exist for LoRAT only
             model = fuse_for_inference(model)
         if any(_resolve_file(path, name, dict(hub_kwargs)) is not None for name in PROCESSOR_CONFIG_NAMES):
             image_processor = LoraTrackerImageProcessor.from_pretrained(path, **hub_kwargs)

@@ -31,14 +31,17 @@ from functools import cached_property
 from pathlib import Path
 
 import pytest
-from conftest import OFFICIAL, run_in_process_group
+from conftest import FIXTURES, OFFICIAL, run_in_process_group
 from hub_server import FakeHub, User
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 MAKEFILE = REPO / "Makefile"
 VENV_BIN = Path(sys.executable).parent  # the venv the tests run in (.venv/bin under `make test`)
-OFFICIAL_CASE = OFFICIAL / "model_a_224_gelu"  # a GELU ViT with the B-224 geometry: width 64, 2 layers, 2 heads
+OFFICIAL_CASE = OFFICIAL / "model_a_224_gelu"
+LORATV2_CASE = (
+    FIXTURES / "loratv2-official" / "model_p1"
+)  # a GELU ViT with the B-224 geometry: width 64, 2 layers, 2 heads
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +97,11 @@ SUBSTITUTIONS = {
     "/data/TrackingNet": "@trackingnet@",
     "/data/COCO": "@coco@",
     "/data/GOT-10k": "@got10k@",
+    # LoRATv2: the official timm DINOv2-reg4 ViT-B and the phase-1 checkpoint cannot be downloaded: the tiny
+    # official-format files of tests/fixtures/loratv2-official/model_p1 (width 64, 2 heads, LoRA r 8, alpha 16).
+    "vit_base_patch14_reg4_dinov2.safetensors": "@loratv2_backbone@",
+    "loratv2-p1-b224.safetensors": "@loratv2_checkpoint@",
+    "--variant p1-B-224": "--num-heads 2 --template-size 224 --search-size 224 --lora-alpha 16",
 }
 
 # How each command of a ```bash block is handled; a command with no entry here fails the sync test.
@@ -112,6 +120,7 @@ REQUIRES = {
     "Two commands": (),
     "Quickstart in Python": (),
     "Official LoRAT weights": (),
+    "LoRATv2": (),
     "Training": (),
     "Evaluation": ("Official LoRAT weights",),
     "Publishing on the Hub": ("Official LoRAT weights",),
@@ -240,6 +249,14 @@ class Workspace:
     @cached_property
     def official_lorat_release(self) -> Path:
         return OFFICIAL_CASE / "lorat_release.safetensors"
+
+    @cached_property
+    def loratv2_backbone(self) -> Path:
+        return LORATV2_CASE / "backbone.safetensors"
+
+    @cached_property
+    def loratv2_checkpoint(self) -> Path:
+        return LORATV2_CASE / "loratv2_checkpoint.safetensors"
 
     @cached_property
     def lasot(self) -> Path:
@@ -495,6 +512,17 @@ def test_section_official_lorat_weights(readme):
     assert not (adapter / "backbone").exists()
     assert runs[1].used_hub and readme.hub is not None
     assert any(HUB_BACKBONE in path for _, path in readme.hub.requests), "the backbone was not fetched from the Hub"
+
+
+def test_section_loratv2(readme):
+    convert_run, python_run = readme.run_section("LoRATv2")
+    assert not convert_run.used_hub and not python_run.used_hub
+    folder = readme.cwd / "loratv2-p1-b224"
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "loratv2"
+    for stream in ("template", "search_0"):  # one peft adapter per stream
+        assert (folder / stream / "adapter_model.safetensors").is_file()
+    printed = [line for line in python_run.stdout.splitlines() if line.startswith("[")]
+    assert len(printed) == 3, python_run.stdout[-2000:]
 
 
 def test_section_training_runs_the_b224_recipe_and_resumes(readme):

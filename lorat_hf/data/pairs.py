@@ -52,6 +52,7 @@ from .sampling import (
     temporal_adaptor_for,
 )
 from .sequences import read_frame
+from .workers import dataloader_worker_options
 
 logger = logging.getLogger(__name__)
 
@@ -477,22 +478,19 @@ def build_train_dataloader(
     (default when `num_workers > 0`) pick the epoch up from the indices. Batches are identical for any `num_workers`.
     After `accelerator.prepare(loader)`, call the prepared loader's `set_epoch(epoch)`: accelerate forwards it to
     the sampler (and otherwise numbers the passes itself from 0); `accelerator.skip_first_batches` resumes mid-epoch.
-    OpenCV's thread count is left alone in workers (calling `cv2.setNumThreads` in a forked worker can deadlock).
+    Workers start from a clean process, never a fork of this one (`lorat_hf.data.workers`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    if persistent_workers is None:
-        persistent_workers = num_workers > 0
     extra = {} if num_workers == 0 or prefetch_factor is None else {"prefetch_factor": prefetch_factor}
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=EpochIndexSampler(dataset, num_shards, shard_index),
-        num_workers=num_workers,
         collate_fn=collate_pairs,
         pin_memory=pin_memory,
         drop_last=drop_last,
-        persistent_workers=persistent_workers and num_workers > 0,
+        **dataloader_worker_options(num_workers, persistent_workers is not False),
         **extra,
     )
 

@@ -29,7 +29,10 @@ from torch import nn
 from .state import TargetState, TrackResult
 
 # model_type -> "module:Class" of its PyTorch backend, imported on first use
-_BACKENDS: dict[str, str] = {"lora_tracker": "lorat_hf.engine.backends:LoraTrackerBackend"}
+_BACKENDS: dict[str, str] = {
+    "lora_tracker": "lorat_hf.engine.backends:LoraTrackerBackend",
+    "loratv2": "lorat_hf.engine.loratv2:Loratv2Backend",
+}
 
 
 def model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -79,6 +82,10 @@ class TrackingBackend:
 
     def initialize_targets(self, states: Sequence[TargetState]) -> None:
         """Template step for new targets (their template crops are in the states). Default: nothing to do."""
+
+    def after_initialize(self, states: Sequence[TargetState], frames: Sequence[np.ndarray], processor) -> None:
+        """Called once after `initialize_targets` with each target's first frame (RGB) and the image processor, e.g.
+        to encode a reference region from it. Default: nothing."""
 
     def search(
         self, states: Sequence[TargetState], search_pixel_values: torch.Tensor

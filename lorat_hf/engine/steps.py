@@ -140,6 +140,7 @@ def initialize_targets(
         )
     if states:
         backend.initialize_targets(states)
+        backend.after_initialize(states, rgb_frames(frames), processor)
     return states
 
 

@@ -10,6 +10,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from ..data.pairs import EpochIndexSampler, collate_pairs
+from ..data.workers import dataloader_worker_options
 from .arguments import DataArguments, TrainConfig, parse_dataset_entry
 from .families import TrainingFamily
 
@@ -35,13 +36,6 @@ class WithSampleIndex(torch.utils.data.Dataset):
         item = dict(self.dataset[(epoch, position)])
         item["sample_index"] = torch.tensor([epoch, position], dtype=torch.int64)
         return item
-
-
-def worker_init(_: int) -> None:
-    """DataLoader workers decode with one OpenCV thread each: the workers are the parallelism."""
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 def synthetic_sequences(split: str | None, data_args: DataArguments, output_dir: Path):
@@ -114,11 +108,9 @@ def build_dataloaders(
         batch_size=plan.per_device_batch_size,
         sampler=EpochIndexSampler(train_dataset),
         collate_fn=collate_pairs,
-        num_workers=workers,
         drop_last=True,
-        persistent_workers=workers > 0,
-        worker_init_fn=worker_init if workers > 0 else None,
         generator=loader_generator,
+        **dataloader_worker_options(workers),  # started clean, never forked from this process
         pin_memory=torch.cuda.is_available(),
     )
 
@@ -140,7 +132,7 @@ def build_dataloaders(
             batch_size=plan.per_device_batch_size,
             sampler=EpochIndexSampler(val_dataset),
             collate_fn=collate_pairs,
-            num_workers=min(workers, 2),
+            **dataloader_worker_options(min(workers, 2)),
             generator=torch.Generator().manual_seed(training.seed),
         )
 
@@ -151,4 +143,4 @@ def build_dataloaders(
     return train_loader, loader_generator, val_loader, tracking_sequences
 
 
-__all__ = ["WithSampleIndex", "worker_init", "synthetic_sequences", "load_sequence_table", "build_dataloaders"]
+__all__ = ["WithSampleIndex", "synthetic_sequences", "load_sequence_table", "build_dataloaders"]
