@@ -11,12 +11,12 @@ VOT_STAMP := $(VOT_TOOLKIT)/.installed
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup vot-toolkit demo test train-demo benchmarks clean
+.PHONY: setup vot-toolkit demo app test train-demo benchmarks clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt "torch==2.13.0"
-	$(PIP) install -c constraints.txt -e ".[dev,vot]"
+	$(PIP) install -c constraints.txt -e ".[dev,app,vot]"
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -32,6 +32,10 @@ vot-toolkit: $(VOT_STAMP)
 
 demo: setup
 	$(BIN)/python examples/demo.py
+
+# the web app on http://127.0.0.1:7860 (LORAT_APP_ARGS="--model path/or/hub-id --port 8000" to change)
+app: setup
+	$(BIN)/lorat-app $(LORAT_APP_ARGS)
 
 test: setup vot-toolkit
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15

@@ -10,7 +10,9 @@ accelerate config. `--resume_from_checkpoint latest` continues exactly: same bat
 uninterrupted run.
 """
 
-from lorat_hf.training.loop import main
+import sys
+
+from lorat_hf.training.loop import cli
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli(prog="train.py"))

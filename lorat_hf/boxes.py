@@ -109,16 +109,51 @@ def from_xyxy(box: np.ndarray, box_format: str) -> np.ndarray:
     return xyxy_to_xywh(box) if box_format == "xywh" else box.copy()
 
 
-def check_init_box(box_xyxy: np.ndarray, image_size_wh: Sequence[int], box_format: str = "xyxy") -> None:
+BOX_FORMAT_FIELDS = {"xywh": "[x, y, w, h]", "xyxy": "[x1, y1, x2, y2]"}
+
+
+def parse_user_boxes(value: object, box_format: str, single: bool) -> np.ndarray:
+    """A user's box (``single``) or list of boxes -> float64 ``(N, 4)`` in ``box_format``, or one clear ``ValueError``.
+
+    Strings, ragged lists and non-numbers are refused with the value as the user wrote it and the expected form.
+    """
+    if box_format not in BOX_FORMATS:
+        raise ValueError(f"box_format must be one of {BOX_FORMATS}, got {box_format!r}.")
+    fields = BOX_FORMAT_FIELDS[box_format]
+    expected = f"4 numbers {fields} ({box_format})" if single else f"a list of boxes, each 4 numbers {fields}"
+    what = "box" if single else "boxes"
+    if isinstance(value, (str, bytes)):
+        raise ValueError(
+            f"The {what} must be {expected}, got the string {value!r}: pass numbers, e.g. [10, 20, 50, 40]."
+        )
+    try:
+        boxes = np.asarray([value] if single else value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"The {what} must be {expected}, got {value!r}.") from None
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"The {what} must be {expected}, got shape {np.shape(value)}: {value!r}.")
+    return boxes
+
+
+def check_init_box(
+    box_xyxy: np.ndarray,
+    image_size_wh: Sequence[int],
+    box_format: str = "xyxy",
+    user_box: Sequence[float] | np.ndarray | None = None,
+) -> None:
     """Raise a ``ValueError`` that says what is wrong with an initial target box (one box, ``xyxy``).
 
-    ``box_format`` is only used to phrase the message in the user's own terms.
+    ``box_format`` and ``user_box`` (the box as the user gave it, in ``box_format``) only phrase the message in the
+    user's own terms; without ``user_box`` the box is shown converted back to ``box_format``.
     """
     box_xyxy = np.asarray(box_xyxy, dtype=np.float64)
     width, height = int(image_size_wh[0]), int(image_size_wh[1])
-    shown = from_xyxy(box_xyxy, box_format).round(3).tolist()
     if box_xyxy.shape != (4,):
         raise ValueError(f"An initial box must have 4 numbers, got shape {tuple(box_xyxy.shape)}.")
+    if user_box is not None:
+        shown = [int(v) if v.is_integer() else v for v in np.asarray(user_box, dtype=np.float64).tolist()]
+    else:
+        shown = from_xyxy(box_xyxy, box_format).round(3).tolist()
     if not np.all(np.isfinite(box_xyxy)):
         raise ValueError(f"The initial box {shown} ({box_format}) contains NaN or infinity.")
     if not (box_xyxy[0] < box_xyxy[2] and box_xyxy[1] < box_xyxy[3]):

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .adapters import HUB_KWARGS, _resolve_file, load_tracker_model
-from .boxes import BOX_FORMATS, check_init_box, from_xyxy, to_xyxy
+from .boxes import BOX_FORMATS, check_init_box, from_xyxy, parse_user_boxes, to_xyxy
 from .engine import (
     TargetState,
     TrackingBackend,
@@ -83,7 +83,8 @@ class LoraTracker:
             on CPUs with bf16 matrix units about 2x faster than float32, where autocast, which re-casts every weight
             on every forward, is slower); float16 runs under autocast with the weights as they are (the official GPU
             setting: fp16 weights can overflow in DINOv2's residual stream).
-        box_format: format of the boxes given to and returned by `init`/`track`.
+        box_format: the default format of the boxes given to `init` and returned by `track` (each call may pass its
+            own `box_format`, which applies to that call only).
         max_batch_size: largest number of objects per forward (None: all at once).
 
     Attributes:
@@ -122,6 +123,7 @@ class LoraTracker:
         self.box_format = box_format
         self._states: list[TargetState] = []
         self._single_object = True
+        self._frame_size_wh: tuple[int, int] | None = None
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -206,6 +208,15 @@ class LoraTracker:
         release_targets(self.backend, self._states)
         self._states = []
         self._single_object = True
+        self._frame_size_wh = None
+
+    def _format(self, box_format: str | None) -> str:
+        """This call's box format: its own `box_format`, else the tracker's."""
+        if box_format is None:
+            return self.box_format
+        if box_format not in BOX_FORMATS:
+            raise ValueError(f"box_format must be one of {BOX_FORMATS}, got {box_format!r}.")
+        return box_format
 
     def init(
         self,
@@ -218,39 +229,46 @@ class LoraTracker:
     ) -> None:
         """Start tracking on `frame`: one object with `box`, or several with `boxes` (and optional `object_ids`).
 
-        Replaces anything tracked before. `box_format` overrides the tracker's format from now on.
+        Replaces anything tracked before. `box_format` is the format of this call's box(es) only (None: the
+        tracker's `box_format`, `"xywh"` unless it was built with another).
         """
         if (box is None) == (boxes is None):
             raise ValueError("Pass exactly one of box=[...] (one object) or boxes=[[...], ...] (several objects).")
-        if box_format is not None:
-            if box_format not in BOX_FORMATS:
-                raise ValueError(f"box_format must be one of {BOX_FORMATS}, got {box_format!r}.")
-            self.box_format = box_format
+        box_format = self._format(box_format)
         single = box is not None
-        user_boxes = np.asarray([box] if single else boxes, dtype=np.float64)
-        if user_boxes.ndim != 2 or user_boxes.shape[1] != 4:
-            what = "box must be 4 numbers" if single else "boxes must be a list of 4-number boxes"
-            raise ValueError(f"{what} ({self.box_format}), got shape {np.asarray(box if single else boxes).shape}.")
+        user_boxes = parse_user_boxes(box if single else boxes, box_format, single)
         if single and object_ids is not None and len(object_ids) != 1:
             raise ValueError("With a single box, pass at most one object id.")
         rgb = frame_to_rgb(frame)
-        boxes_xyxy = to_xyxy(user_boxes, self.box_format)
-        for user_box in boxes_xyxy:
-            check_init_box(user_box, (rgb.shape[1], rgb.shape[0]), self.box_format)
+        boxes_xyxy = to_xyxy(user_boxes, box_format)
+        for user_box, box_xyxy in zip(user_boxes, boxes_xyxy, strict=True):
+            check_init_box(box_xyxy, (rgb.shape[1], rgb.shape[0]), box_format, user_box=user_box)
         release_targets(self.backend, self._states)
         self._states = initialize_targets(
             self.backend, self.image_processor, [rgb] * len(boxes_xyxy), boxes_xyxy, object_ids
         )
         self._single_object = single
+        self._frame_size_wh = (rgb.shape[1], rgb.shape[0])
 
-    def track(self, frame: FrameInput) -> tuple[np.ndarray, float] | dict[Hashable, tuple[np.ndarray, float]]:
+    def track(
+        self, frame: FrameInput, box_format: str | None = None
+    ) -> tuple[np.ndarray, float] | dict[Hashable, tuple[np.ndarray, float]]:
         """Predict the object(s) on the next frame: `(box, score)`, or `{object_id: (box, score)}` after a
-        multi-object `init`. Boxes are float64 `(4,)` in `box_format`, clipped to the frame."""
+        multi-object `init`. Boxes are float64 `(4,)` in this call's `box_format` (None: the tracker's), clipped to
+        the frame. Every frame must have the size of the frame given to `init` (boxes are pixels of that size)."""
         if not self._states:
             raise RuntimeError("The tracker has no object: call tracker.init(first_frame, box) before track(frame).")
+        box_format = self._format(box_format)
         rgb = frame_to_rgb(frame)
+        size_wh = (rgb.shape[1], rgb.shape[0])
+        if size_wh != self._frame_size_wh:
+            raise ValueError(
+                f"This frame is {size_wh[0]}x{size_wh[1]} but the tracker was initialised on a "
+                f"{self._frame_size_wh[0]}x{self._frame_size_wh[1]} frame, and its boxes are pixels of that size. "
+                "Resize every frame to the first frame's size, or call tracker.init again on a frame of the new size."
+            )
         results = track_step(self.backend, self.image_processor, self._states, [rgb] * len(self._states))
-        outputs = {r.object_id: (from_xyxy(r.box_xyxy, self.box_format), r.score) for r in results}
+        outputs = {r.object_id: (from_xyxy(r.box_xyxy, box_format), r.score) for r in results}
         return next(iter(outputs.values())) if self._single_object else outputs
 
     def track_video(
@@ -270,7 +288,8 @@ class LoraTracker:
         Args:
             video: a video file, a folder of frames, a camera index, a stream URL (read with OpenCV, see
                 `lorat_hf.video_io`) or any iterable of frames.
-            box / boxes / object_ids / box_format: the first-frame object(s), as in `init`.
+            box / boxes / object_ids: the first-frame object(s), as in `init`.
+            box_format: the format of the first-frame box(es) and of every yielded box (None: the tracker's).
             max_frames: stop after this many frames.
             show_progress: show a tqdm progress bar.
         """
@@ -296,9 +315,10 @@ class LoraTracker:
                 rgb = frame_to_rgb(frame)
                 if frame_index == 0:
                     self.init(rgb, box, boxes=boxes, object_ids=object_ids, box_format=box_format)
-                    objects = {s.object_id: (from_xyxy(s.init_box_xyxy, self.box_format), 1.0) for s in self._states}
+                    shown = self._format(box_format)
+                    objects = {s.object_id: (from_xyxy(s.init_box_xyxy, shown), 1.0) for s in self._states}
                 else:
-                    prediction = self.track(rgb)
+                    prediction = self.track(rgb, box_format=box_format)
                     objects = {self._states[0].object_id: prediction} if self._single_object else prediction
                 first_box, first_score = next(iter(objects.values()))
                 progress.update(1)

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # output suffix -> FourCC that the stock OpenCV wheels can encode without extra codecs
-VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
 DEFAULT_FPS = 30.0
 
 
@@ -253,7 +253,7 @@ class VideoWriter:
 
     Args:
         path: output file; the suffix picks the codec (see `VIDEO_CODECS`: `.mp4`/`.mov`/`.m4v` use mp4v,
-            `.avi`/`.mkv` use MJPG).
+            `.avi`/`.mkv` use MJPG, `.webm` VP8, which browsers play).
         fps: frames per second of the output.
         overwrite: replace an existing file (otherwise `FileExistsError`).
     """

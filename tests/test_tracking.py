@@ -167,6 +167,52 @@ def test_tracker_errors_are_clear(model, clip):
         tracker.track(frames[1])
 
 
+def test_box_format_applies_to_its_own_call_only(model, clip):
+    frames, gt = clip
+    reference = LoraTracker(model, box_format="xyxy")
+    reference.init(frames[0], gt[0])
+    expected_xyxy, _ = reference.track(frames[1])
+    tracker = LoraTracker(model)  # xywh by default
+    tracker.init(frames[0], gt[0], box_format="xyxy")  # this box is xyxy ...
+    box, _ = tracker.track(frames[1])  # ... later calls keep the tracker's xywh
+    np.testing.assert_allclose(box, [*expected_xyxy[:2], *(expected_xyxy[2:] - expected_xyxy[:2])], atol=1e-9)
+    assert tracker.box_format == "xywh"
+    reference.init(frames[0], gt[0])
+    reference.track(frames[1])
+    expected_xyxy, _ = reference.track(frames[2])
+    box_xyxy, _ = tracker.track(frames[2], box_format="xyxy")  # one call may ask for xyxy
+    np.testing.assert_array_equal(box_xyxy, expected_xyxy)
+    with pytest.raises(ValueError, match="box_format"):
+        tracker.track(frames[3], box_format="cxcywh")
+
+
+def test_a_frame_of_another_size_is_refused_not_tracked_to_a_degenerate_box(model, clip):
+    frames, gt = clip
+    tracker = LoraTracker(model, box_format="xyxy")
+    tracker.init(frames[0], gt[0])
+    smaller = np.ascontiguousarray(frames[1][::2, ::2])
+    with pytest.raises(ValueError, match=r"This frame is 80x60 but the tracker was initialised on a 160x120 frame"):
+        tracker.track(smaller)
+    box, score = tracker.track(frames[1])  # the refused frame changed nothing
+    tracker.init(smaller, gt[0] / 2)  # a new init accepts the new size
+    tracker.track(np.ascontiguousarray(frames[2][::2, ::2]))
+
+
+def test_box_input_errors_show_the_box_as_the_user_wrote_it(model, clip):
+    frames, _ = clip
+    tracker = LoraTracker(model)
+    with pytest.raises(ValueError, match=r"got the string '10,20,30,40': pass numbers"):
+        tracker.init(frames[0], "10,20,30,40")
+    with pytest.raises(ValueError, match=r"4 numbers \[x, y, w, h\] \(xywh\), got \['a', 1, 2, 3\]"):
+        tracker.init(frames[0], ["a", 1, 2, 3])
+    with pytest.raises(ValueError, match=r"each 4 numbers"):
+        tracker.init(frames[0], boxes=[[1, 2, 3, 4], [1, 2]])
+    with pytest.raises(ValueError, match=r"The initial box \[10, nan, 30, 40\] \(xywh\) contains NaN"):
+        tracker.init(frames[0], [10, float("nan"), 30, 40])
+    with pytest.raises(ValueError, match=r"The initial box \[0.5, 2, inf, 4\] \(xyxy\) contains NaN or infinity"):
+        tracker.init(frames[0], [0.5, 2, float("inf"), 4], box_format="xyxy")
+
+
 def test_multi_object_tracking_equals_tracking_each_object_alone(model, clip):
     frames, gt = clip
     boxes = [gt[0], [90, 60, 120, 95], [10, 70, 40, 100]]

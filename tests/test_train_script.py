@@ -211,18 +211,53 @@ def test_the_first_run_generates_its_data_and_trains_with_dataloader_workers(tmp
 def test_a_new_run_refuses_a_folder_holding_another_run(tmp_path):
     from accelerate import PartialState
 
-    from lorat_hf.training import run_folder
+    from lorat_hf.training import TrainingSetupError, run_folder
 
     PartialState(cpu=True)  # the run folder checks log through accelerate's logger
     accelerator = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
     (tmp_path / "checkpoints" / "checkpoint-4").mkdir(parents=True)
     (tmp_path / "train_config.json").write_text("{}")
     (tmp_path / "my_notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="--resume_from_checkpoint latest"):
+    with pytest.raises(TrainingSetupError, match="--resume_from_checkpoint latest"):
         run_folder.check_output_dir(tmp_path, resuming=False, overwrite=False, accelerator=accelerator)
     run_folder.check_output_dir(tmp_path, resuming=True, overwrite=False, accelerator=accelerator)  # resuming is fine
     run_folder.check_output_dir(tmp_path, resuming=False, overwrite=True, accelerator=accelerator)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my_notes.txt"]  # only the run's own artifacts removed
+
+
+def run_train_script(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python examples/train.py ...` (one process, no launcher): its own output and exit status, unwrapped."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ACCELERATE_USE_CPU="true")
+    return run_in_process_group([sys.executable, str(TRAIN_SCRIPT), *args], cwd=REPO, env=env, timeout=timeout)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_restarts_with_latest_and_refusals_are_one_line(
+    generic_data, tmp_path
+):
+    """The refusal's advice (`--resume_from_checkpoint latest`) must work when there is no checkpoint to resume."""
+    output = tmp_path / "stopped-early"
+    (output / "logs").mkdir(parents=True)
+    (output / "train_config.json").write_text("{}")
+    (output / "logs" / "train_metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 99.0}) + "\n")
+    (output / "checkpoints" / "checkpoint-2").mkdir(parents=True)  # killed while writing its first checkpoint
+
+    refused = run_train_script(tiny_args(generic_data, output, "--max_train_steps", "2"))
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    error_lines = [line for line in refused.stderr.splitlines() if "error" in line.lower()]
+    assert len(error_lines) == 1 and error_lines[0].startswith("train.py: error: ")
+    assert "already holds a training run" in error_lines[0] and "--resume_from_checkpoint latest" in error_lines[0]
+
+    resumed = run_train_script(
+        tiny_args(generic_data, output, "--max_train_steps", "2", "--resume_from_checkpoint", "latest")
+    )
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "starting from step 0" in resumed.stderr
+    assert [m["step"] for m in read_metrics(output) if "loss" in m] == [1, 2]  # the stale line is gone
+    assert all(m["loss"] != 99.0 for m in read_metrics(output) if "loss" in m)
+    assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["checkpoint-2"]
+    assert (output / "checkpoints" / "checkpoint-2" / "checkpoint_complete.json").is_file()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -379,5 +414,6 @@ def test_lorat_train_command_runs_the_same_loop_as_the_example_script(generic_da
         env=env,
         timeout=120,
     )
-    assert refused.returncode != 0 and "model_type='lorat_v9' has no training support" in refused.stderr
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "lorat-train: error: model_type='lorat_v9' has no training support" in refused.stderr
     assert not (tmp_path / "outputs").exists()

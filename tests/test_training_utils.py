@@ -17,6 +17,7 @@ from lorat_hf.image_processing_lora_tracker import LoraTrackerImageProcessor
 from lorat_hf.training import (
     PeftArguments,
     TrainingProgress,
+    TrainingSetupError,
     WarmupCosineSchedule,
     build_parameter_groups,
     cast_for_mixed_precision_,
@@ -270,9 +271,9 @@ def test_latest_ignores_checkpoints_without_a_valid_marker(tmp_path):
     assert latest_checkpoint(root) == good
     assert resolve_checkpoint("latest", root) == good
     assert resolve_checkpoint(str(good), root) == good
-    with pytest.raises(ValueError, match="incomplete"):
+    with pytest.raises(TrainingSetupError, match="incomplete"):
         resolve_checkpoint(str(root / "checkpoint-300"), root)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(TrainingSetupError, match="does not exist"):
         resolve_checkpoint(str(root / "checkpoint-999"), root)
 
 

@@ -8,9 +8,17 @@ Runs exactly what `accelerate launch examples/train.py` runs; every flag is a re
 
 from __future__ import annotations
 
-from ..training.loop import main
+import sys
+
+from ..training.loop import cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `lorat-train` console script: train, or say in one line why the run cannot start (exit status 2)."""
+    return cli(argv, prog="lorat-train")
+
 
 __all__ = ["main"]
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,6 +23,7 @@ from .checkpointing import (
     save_trainable_weights,
     write_json_atomic,
 )
+from .errors import TrainingSetupError
 from .families import LoraTrackerTraining, TrainingFamily, register_training_family, training_family
 from .loop import TrainingRun, train
 from .optimization import WarmupCosineSchedule, build_parameter_groups, create_optimizer, warmup_cosine_lr
@@ -38,6 +39,7 @@ __all__ = [
     "HubArguments",
     "TrainConfig",
     "parse_train_args",
+    "TrainingSetupError",
     "tracker_config_from_args",
     "ensure_random_backbone",
     "build_tracker",

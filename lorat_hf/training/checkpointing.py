@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..file_utils import staged_directory, write_json_atomic
+from .errors import TrainingSetupError
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def latest_checkpoint(checkpoints_dir: str | os.PathLike) -> Path | None:
 def resolve_checkpoint(spec: str, checkpoints_dir: str | os.PathLike) -> Path | None:
     """`"latest"` -> the newest complete checkpoint (None when there is none); a path -> that checkpoint.
 
-    Raises `FileNotFoundError` for a missing folder and `ValueError` for an incomplete one.
+    Raises `TrainingSetupError` for a missing or incomplete folder.
     """
     if spec == "latest":
         found = latest_checkpoint(checkpoints_dir)
@@ -134,11 +135,11 @@ def resolve_checkpoint(spec: str, checkpoints_dir: str | os.PathLike) -> Path | 
         return found
     folder = Path(spec)
     if not folder.is_dir():
-        raise FileNotFoundError(
+        raise TrainingSetupError(
             f"Checkpoint {spec!r} does not exist. Pass 'latest' or a checkpoints/checkpoint-<step> folder."
         )
     if read_checkpoint_marker(folder) is None:
-        raise ValueError(
+        raise TrainingSetupError(
             f"Checkpoint {spec!r} is incomplete: {COMPLETE_MARKER_NAME} is missing or does not match the files (the "
             "run was probably stopped while saving). Resume from 'latest' or an older checkpoint."
         )

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from ..data.pairs import EpochIndexSampler, collate_pairs
 from ..data.workers import dataloader_worker_options
 from .arguments import DataArguments, TrainConfig, parse_dataset_entry
+from .errors import TrainingSetupError
 from .families import TrainingFamily
 
 
@@ -74,7 +75,7 @@ def load_sequence_table(entry: str, data_args: DataArguments, output_dir: Path, 
             return synthetic_sequences(split, data_args, output_dir)
         root = data_args.dataset_roots.get(name)
         if root is None:
-            raise ValueError(
+            raise TrainingSetupError(
                 f"No root folder for dataset {name!r}: add it to dataset_roots in the recipe, e.g. "
                 f'--dataset_roots \'{{"{name}": "/data/{name}"}}\'.'
             )

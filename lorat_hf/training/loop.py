@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from .checkpointing import (
     write_json_atomic,
 )
 from .data_loading import build_dataloaders
+from .errors import TrainingSetupError
 from .families import TrainingFamily, training_family
 from .optimization import WarmupCosineSchedule, build_parameter_groups
 from .precision import cast_for_mixed_precision_, weight_dtype_for
@@ -89,7 +91,9 @@ def create_accelerator(config: TrainConfig, output_dir: Path) -> Accelerator:
     logger.info(accelerator.state, main_process_only=False)
     check_gradient_accumulation(accelerator, training.gradient_accumulation_steps)
     if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
-        raise ValueError("fp16 mixed precision needs a GPU (CPU autocast does not cover it); use bf16 or no on CPU.")
+        raise TrainingSetupError(
+            "fp16 mixed precision needs a GPU (CPU autocast does not cover it); use bf16 or no on CPU."
+        )
     library_verbosity = logging.WARNING if accelerator.is_local_main_process else logging.ERROR
     transformers.utils.logging.set_verbosity(library_verbosity)
     datasets.utils.logging.set_verbosity(library_verbosity)
@@ -107,12 +111,15 @@ def prepare_run_folder(config: TrainConfig, accelerator: Accelerator, output_dir
     resume_path = None
     if training.resume_from_checkpoint:
         resume_path = resolve_checkpoint(training.resume_from_checkpoint, checkpoints_root)
-        if resume_path is None:
-            logger.info(f"No complete checkpoint in {checkpoints_root}: starting a new run.")
-    check_output_dir(output_dir, resume_path is not None, training.overwrite_output_dir, accelerator)
+    check_output_dir(output_dir, bool(training.resume_from_checkpoint), training.overwrite_output_dir, accelerator)
     accelerator.wait_for_everyone()  # every rank checked the folder before anything is written to it
     if accelerator.is_main_process:
         (output_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if training.resume_from_checkpoint and resume_path is None:
+            logger.warning(f"No complete checkpoint in {checkpoints_root}: starting from step 0 in {output_dir}.")
+            truncate_metrics(output_dir, 0)  # an earlier attempt's lines are replaced by this run's
+            for stale in (output_dir / "sample_ids").glob("rank-*.jsonl"):
+                stale.unlink()
     if hub.push_to_hub and accelerator.is_main_process:
         from huggingface_hub import create_repo
 
@@ -234,7 +241,7 @@ class TrainingRun:
             saved["batch_plan"]["global_batch_size"] != plan.global_batch_size
             or saved["batch_plan"]["steps_per_epoch"] != plan.steps_per_epoch
         ):
-            raise ValueError(
+            raise TrainingSetupError(
                 f"{resume_path} was written with global_batch_size={saved['batch_plan']['global_batch_size']} and "
                 f"{saved['batch_plan']['steps_per_epoch']} steps per epoch; this run has {plan.global_batch_size} and "
                 f"{plan.steps_per_epoch}. Resume with the same global batch and samples_per_epoch."
@@ -442,15 +449,24 @@ def train(config: TrainConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`lorat-train` / `examples/train.py`: parse the recipe and flags, then train. A recipe that cannot run (bad value,
-    unknown model family, missing tracker package) exits with one error line."""
+    """Parse the recipe and flags, then train. Raises `TrainingSetupError` for a run that cannot start as asked."""
     try:
         config = parse_train_args(argv)
         training_family(config.model.model_type)
-        check_trackers(config.training.report_to)
-    except (ValueError, ModuleNotFoundError) as error:
-        raise SystemExit(f"lorat-train: error: {error}") from None
+    except (ValueError, FileNotFoundError) as error:  # a bad recipe or flag
+        raise TrainingSetupError(str(error)) from None
     train(config)
+
+
+def cli(argv: list[str] | None = None, prog: str = "lorat-train") -> int:
+    """`lorat-train` / `examples/train.py`: run `main`; a run refused before it starts is one line on stderr and exit
+    status 2."""
+    try:
+        main(argv)
+    except TrainingSetupError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 __all__ = [
@@ -461,4 +477,5 @@ __all__ = [
     "TrainingRun",
     "train",
     "main",
+    "cli",
 ]

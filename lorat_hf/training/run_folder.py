@@ -22,6 +22,7 @@ from ..file_utils import write_text_atomic
 from .arguments import TrainConfig
 from .builders import BACKBONE_DIRNAME
 from .checkpointing import CHECKPOINTS_DIRNAME, FINAL_DIRNAME, TRAIN_CONFIG_NAME
+from .errors import TrainingSetupError
 from .precision import parameter_dtypes
 
 logger = get_logger(__name__, log_level="INFO")
@@ -31,15 +32,18 @@ RUN_ARTIFACTS = (CHECKPOINTS_DIRNAME, FINAL_DIRNAME, TRAIN_CONFIG_NAME, BACKBONE
 
 
 def check_output_dir(output_dir: Path, resuming: bool, overwrite: bool, accelerator: Accelerator) -> None:
-    """Refuse to start a new run on top of another one unless `--overwrite_output_dir` (then clear our artifacts)."""
+    """Refuse to start a new run on top of another one unless `--overwrite_output_dir` (then clear our artifacts).
+
+    `resuming`: `--resume_from_checkpoint` was given; with no complete checkpoint the run restarts from step 0 here.
+    """
     existing = [name for name in RUN_ARTIFACTS if (output_dir / name).exists()]
     if not existing or resuming:
         return
     if not overwrite:
-        raise FileExistsError(
+        raise TrainingSetupError(
             f"{output_dir} already holds a training run ({', '.join(existing)}). Continue it with "
-            "--resume_from_checkpoint latest, choose another --output_dir, or pass --overwrite_output_dir to replace "
-            "its checkpoints, final/ export and logs."
+            "--resume_from_checkpoint latest (from step 0 if it stopped before its first checkpoint), choose another "
+            "--output_dir, or pass --overwrite_output_dir to replace its checkpoints, final/ export and logs."
         )
     if accelerator.is_main_process:
         import shutil
@@ -58,7 +62,7 @@ def check_trackers(report_to: str) -> None:
     wanted = {"all": ("tensorboard", "wandb"), "none": ()}.get(report_to, (report_to,))
     for name in wanted:
         if importlib.util.find_spec(name) is None:
-            raise ModuleNotFoundError(
+            raise TrainingSetupError(
                 f"--report_to {report_to} needs the {name} package: pip install {name} (or pass --report_to none)."
             )
 
@@ -71,7 +75,7 @@ def check_gradient_accumulation(accelerator: Accelerator, requested: int) -> Non
     if plugin is not None and isinstance(plugin.deepspeed_config.get("gradient_accumulation_steps"), int):
         effective = plugin.deepspeed_config["gradient_accumulation_steps"]
     if effective != requested:
-        raise ValueError(
+        raise TrainingSetupError(
             f"The recipe asks for gradient_accumulation_steps={requested} but accelerate uses {effective} (set by "
             "ACCELERATE_GRADIENT_ACCUMULATION_STEPS or the DeepSpeed config). Make them equal: the global batch is "
             "split over processes x accumulation steps."
