@@ -415,5 +415,5 @@ def test_lorat_train_command_runs_the_same_loop_as_the_example_script(generic_da
         timeout=120,
     )
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "lorat-train: error: model_type='lorat_v9' has no training support" in refused.stderr
+    assert "lorat-train: error: model_type='lorat_v9' is not valid" in refused.stderr
     assert not (tmp_path / "outputs").exists()

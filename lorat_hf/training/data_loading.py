@@ -83,13 +83,20 @@ def load_sequence_table(entry: str, data_args: DataArguments, output_dir: Path, 
 
 
 def build_dataloaders(
-    config: TrainConfig, family: TrainingFamily, image_processor, plan, accelerator: Accelerator, output_dir: Path
+    config: TrainConfig,
+    family: TrainingFamily,
+    model_config,
+    image_processor,
+    plan,
+    accelerator: Accelerator,
+    output_dir: Path,
 ):
     """The training loader (epoch-ordered samples of `family.training_dataset`), its generator, the fixed validation
     loader (or None) and the tracking-evaluation sequences (or None)."""
     data, training = config.data, config.training
     train_tables = [load_sequence_table(e, data, output_dir, accelerator) for e in data.train_datasets]
     train_dataset = family.training_dataset(
+        model_config,
         train_tables,
         image_processor,
         weights=data.train_dataset_weights,
@@ -119,6 +126,7 @@ def build_dataloaders(
     if data.val_pairs > 0 and data.val_datasets and training.validation_steps > 0:
         val_tables = [load_sequence_table(e, data, output_dir, accelerator) for e in data.val_datasets]
         val_dataset = family.training_dataset(
+            model_config,
             val_tables,
             image_processor,
             samples_per_epoch=data.val_pairs,

@@ -128,11 +128,11 @@ def prepare_run_folder(config: TrainConfig, accelerator: Accelerator, output_dir
 
 
 def build_model(family: TrainingFamily, config: TrainConfig, accelerator: Accelerator, output_dir: Path):
-    """The model to train (weights cast for mixed precision, activation checkpointing when asked) and its image
-    processor."""
+    """The model to train (weights cast for mixed precision, activation checkpointing when asked), the config of the
+    tracker inside it and its image processor."""
     model_args, training = config.model, config.training
     model_config = family.model_config(model_args, config.peft)
-    if model_args.random_backbone:
+    if family.uses_random_backbone(model_args):
         backbone = output_dir / BACKBONE_DIRNAME
         if accelerator.is_main_process:
             family.write_random_backbone(backbone, model_config, training.seed)
@@ -140,7 +140,7 @@ def build_model(family: TrainingFamily, config: TrainConfig, accelerator: Accele
     else:
         backbone = model_args.backbone_name_or_path or family.default_backbone(model_config)
     with accelerator.main_process_first():  # download the backbone once per machine
-        model = family.build_model(model_config, config.peft, backbone)
+        model = family.build_model(model_config, model_args, config.peft, backbone)
     base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
     image_processor = family.image_processor(base_model.config)
     if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
@@ -153,7 +153,7 @@ def build_model(family: TrainingFamily, config: TrainConfig, accelerator: Accele
     logger.info(
         f"Parameters: {total_params:,} total, {trainable_params:,} trainable ({100 * trainable_params / total_params:.2f}%)"
     )
-    return model, image_processor
+    return model, base_model.config, image_processor
 
 
 def build_optimization(model: torch.nn.Module, config: TrainConfig, plan: BatchPlan):
@@ -180,7 +180,7 @@ class TrainingRun:
     def __init__(self, config: TrainConfig, family: TrainingFamily, accelerator: Accelerator, output_dir: Path):
         self.config, self.family, self.accelerator, self.output_dir = config, family, accelerator, output_dir
         self.checkpoints_root = output_dir / CHECKPOINTS_DIRNAME
-        model, self.image_processor = build_model(family, config, accelerator, output_dir)
+        model, model_config, self.image_processor = build_model(family, config, accelerator, output_dir)
         weight_dtype = weight_dtype_for(accelerator.mixed_precision)
         self.autocast_dtype = None if weight_dtype == torch.float32 else weight_dtype
         training = config.training
@@ -191,7 +191,7 @@ class TrainingRun:
             config.data.samples_per_epoch,
         )
         train_loader, self.loader_generator, val_loader, self.tracking_sequences = build_dataloaders(
-            config, family, self.image_processor, self.plan, accelerator, output_dir
+            config, family, model_config, self.image_processor, self.plan, accelerator, output_dir
         )
         optimizer, self.lr_scheduler, self.schedule = build_optimization(model, config, self.plan)
         # The scheduler is stepped by hand once per optimizer step (accelerate would step it num_processes times).
