@@ -30,6 +30,8 @@ BENCHMARKS = (
     "evaluation",
     "inference",
     "efficiency",
+    "loratv2_efficiency",
+    "backends",
     "train_step",
     "compare_opencv",
 )
@@ -46,6 +48,8 @@ QUICK_ARGUMENTS = {
     "evaluation": ["--quick"],
     "inference": ["--quick"],
     "efficiency": ["--quick"],
+    "loratv2_efficiency": ["--quick", "--threads", "1"],
+    "backends": ["--quick", "--skip-accuracy"],
     "train_step": ["--quick"],
     "compare_opencv": ["--quick"],
 }

@@ -85,6 +85,13 @@ CITATION = """@inproceedings{lin2024lorat,
   booktitle = {European Conference on Computer Vision (ECCV)},
   year      = {2024}
 }"""
+LORATV2_PAPER_URL = "https://openreview.net/forum?id=q06YjUj0FB"
+LORATV2_CITATION = """@inproceedings{lin2025loratv2,
+  title     = {LoRATv2: Enabling Low-Cost Temporal Modeling in One-Stream Trackers},
+  author    = {Lin, Liting and others},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year      = {2025}
+}"""
 LICENSE_TEXT = (
     "These weights are released under Apache-2.0, like the LoRAT code and the DINOv2 weights. The tracking "
     "benchmarks used for training (LaSOT, GOT-10k, TrackingNet, COCO) have their own terms of use: check them before "
@@ -362,6 +369,55 @@ def _format_count(value: int) -> str:
     return f"{value:,} ({value / 1e6:.1f} M)"
 
 
+def _loratv2_details_rows(
+    config: Any, base_model: str, num_parameters: tuple[int, int], adapter: bool
+) -> list[tuple[str, str]]:
+    """Model details of a LoRATv2 card: streams, regions, experts, streaming inference."""
+    backbone = config.dinov2_config
+    (tw, th), (tgw, tgh) = config.template_size_wh, config.template_grid_wh
+    regions = "; ".join(
+        f"region {i}: {w} × {h} px, {gw} × {gh} tokens, context factor {factor:.1f}"
+        for i, ((w, h), (gw, gh), factor) in enumerate(
+            zip(config.search_sizes_wh, config.search_grids_wh, config.search_area_factors, strict=True)
+        )
+    )
+    total, trainable = num_parameters
+    streams = ", ".join(f"`{stream}`" for stream in config.stream_names)
+    weights = (
+        f"one peft LoRA adapter per stream ({streams}), r = {config.lora_r}, alpha = {config.lora_alpha:g}, on every "
+        f"linear layer of that stream's expert in all {backbone.num_hidden_layers} layers; each stream's token type "
+        "and head stored in full"
+        if adapter
+        else f"merged: each stream's LoRA (r = {config.lora_r}, alpha = {config.lora_alpha:g}) folded into its own "
+        "copy of the linear layers"
+    )
+    tracked = config.num_search_regions - 1
+    inference = (
+        "KV cache: the template runs once per target, each frame runs only its search tokens"
+        + (
+            f"; region {tracked} is tracked, region 0 holds the dynamic reference frame, refreshed after a frame "
+            f"whose confidence exceeds {config.reference_update_threshold:g}"
+            if config.num_search_regions > 1
+            else ""
+        )
+        + f"; Hann window penalty {config.window_penalty:g}"
+    )
+    return [
+        ("Variant", f"LoRATv2-{config.variant}" if config.variant else "custom"),
+        (
+            "Backbone",
+            f"[{base_model}](https://huggingface.co/{base_model}), frozen (ViT/{config.patch_size}, width "
+            f"{backbone.hidden_size}, {backbone.num_hidden_layers} layers, {backbone.num_attention_heads} heads, "
+            f"{backbone.num_register_tokens} registers)",
+        ),
+        ("Weights", weights),
+        ("Template crop", f"{tw} × {th} px, {tgw} × {tgh} tokens, context factor {config.template_area_factor:.1f}"),
+        ("Search regions", regions),
+        ("Inference", inference),
+        ("Parameters", f"{_format_count(total)} in total, {_format_count(trainable)} trained"),
+    ]
+
+
 def _details_rows(
     config: LoraTrackerConfig,
     base_model: str,
@@ -500,11 +556,14 @@ def build_model_card(
         plots: image paths relative to the repo root, embedded under the results.
         tags: extra tags (the required ones are always present).
     """
+    loratv2 = getattr(config, "model_type", None) == "loratv2"
     if isinstance(peft_config, PeftConfig):
         peft_config = peft_config.to_dict()
-    if peft_config is None and adapter:
+    if peft_config is None and adapter and not loratv2:
         peft_config = get_peft_config(config).to_dict()
     if num_parameters is None:
+        if loratv2:
+            raise ValueError("Pass num_parameters=(total, trainable) for a LoRATv2 card.")
         num_parameters = count_tracker_parameters(config, peft_config)
     if training is None and train_config is not None:
         training = training_rows_from_train_config(train_config)
@@ -522,9 +581,10 @@ def build_model_card(
         eval_results=[e for r in results for e in r.to_eval_results()] or None,
     )
     if description is None:
-        kind = "LoRA adapter" if adapter else "merged checkpoint"
+        kind = ("stream LoRA adapters" if loratv2 else "LoRA adapter") if adapter else "merged checkpoint"
         variant = f" (variant {config.variant})" if config.variant else ""
-        description = f"A LoRAT single-object tracker{variant}: a {kind} for the frozen DINOv2 `{base_model}`."
+        family = "LoRATv2" if loratv2 else "LoRAT"
+        description = f"A {family} single-object tracker{variant}: a {kind} for the frozen DINOv2 `{base_model}`."
     return ModelCard.from_template(
         card_data,
         template_str=_template_text(),
@@ -533,7 +593,12 @@ def build_model_card(
         base_model=base_model,
         adapter=adapter,
         description=description.strip(),
-        details=_details_rows(config, base_model, peft_config, num_parameters, adapter),
+        loratv2=loratv2,
+        details=(
+            _loratv2_details_rows(config, base_model, num_parameters, adapter)
+            if loratv2
+            else _details_rows(config, base_model, peft_config, num_parameters, adapter)
+        ),
         training=list(training or []),
         train_config_json=json.dumps(train_config, indent=2, sort_keys=True) if train_config else None,
         conversion=conversion.strip() if conversion else None,
@@ -543,8 +608,8 @@ def build_model_card(
         result_notes=list(result_notes),
         plots=list(plots),
         license_text=LICENSE_TEXT if license == DEFAULT_LICENSE else f"License: `{license}`.",
-        citation=CITATION,
-        paper_url=PAPER_URL,
+        citation=LORATV2_CITATION if loratv2 else CITATION,
+        paper_url=LORATV2_PAPER_URL if loratv2 else PAPER_URL,
         code_url=CODE_URL,
     )
 
@@ -692,6 +757,12 @@ def inspect_tracker_folder(folder: str | os.PathLike) -> TrackerFolder:
             f"{ADAPTER_WEIGHTS_NAME} and {TRACKER_CONFIG_NAME} (save it with lorat_hf.adapters.save_adapter_folder)."
         )
     raw_config = _read_json(path / TRACKER_CONFIG_NAME, "tracker config")
+    if isinstance(raw_config, dict) and raw_config.get("model_type") == "loratv2":
+        raise TrackerFolderError(
+            f"{path} is a LoRATv2 folder, which lorat-push does not publish yet. Upload it as it is with "
+            "huggingface_hub (`hf upload <repo-id> <folder>`): `config.json`, the backbone it names and one peft "
+            "adapter per stream subfolder (or `model.safetensors`) are all `LoraTracker.from_pretrained` needs."
+        )
     if not isinstance(raw_config, dict) or raw_config.get("model_type") != LoraTrackerConfig.model_type:
         found = raw_config.get("model_type") if isinstance(raw_config, dict) else type(raw_config).__name__
         raise TrackerFolderError(

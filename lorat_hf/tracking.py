@@ -153,6 +153,7 @@ class LoraTracker:
         box_format: str = "xywh",
         backbone_name_or_path: str | None = None,
         fuse: bool = True,
+        backend: str = "torch",
         **hub_kwargs: Any,
     ) -> LoraTracker:
         """Load a tracker from an adapter folder / Hub repo (peft files + tracker config) or a merged model folder.
@@ -170,6 +171,8 @@ class LoraTracker:
             backbone_name_or_path: DINOv2 to use instead of the one the adapter names.
             fuse: with `merge`, swap the layers for the inference-optimised fused ones
                 (`lorat_hf.modeling_lora_tracker_fused.fuse_for_inference`: same outputs, faster).
+            backend: `"torch"`, or `"onnxruntime"` / `"onnxruntime-int8"` to run the `model.onnx` /
+                `model_int8.onnx` of a local folder written by `lorat-export` (CPU, float32).
             hub_kwargs: `revision`, `cache_dir`, `token`, `local_files_only`, ...
         """
         unknown = sorted(set(hub_kwargs) - set(HUB_KWARGS))
@@ -180,6 +183,18 @@ class LoraTracker:
 
             path_or_repo_id = default_model_path()
         path = os.fspath(path_or_repo_id)
+        if backend != "torch":
+            from .engine.backend_onnxruntime import load_onnxruntime_backend
+
+            if parse_compute_dtype(dtype) != torch.float32 or (
+                device is not None and torch.device(device).type != "cpu"
+            ):
+                raise ValueError(
+                    f"The {backend} backend runs its exported graph on the CPU in float32; drop dtype={dtype!r}."
+                )
+            runtime = load_onnxruntime_backend(path, backend)
+            image_processor = LoraTrackerImageProcessor.from_pretrained(path)
+            return cls(runtime, image_processor, box_format=box_format)
         model = load_tracker_model(path, merge=merge, backbone_name_or_path=backbone_name_or_path, **hub_kwargs)
         if merge and fuse and model.config.model_type == "lora_tracker":  # fused layers exist for LoRAT only
             model = fuse_for_inference(model)
@@ -255,7 +270,8 @@ class LoraTracker:
     ) -> tuple[np.ndarray, float] | dict[Hashable, tuple[np.ndarray, float]]:
         """Predict the object(s) on the next frame: `(box, score)`, or `{object_id: (box, score)}` after a
         multi-object `init`. Boxes are float64 `(4,)` in this call's `box_format` (None: the tracker's), clipped to
-        the frame. Every frame must have the size of the frame given to `init` (boxes are pixels of that size)."""
+        the frame (LoRAT) or as predicted (LoRATv2, like its official pipeline). Every frame must have the size of the
+        frame given to `init` (boxes are pixels of that size)."""
         if not self._states:
             raise RuntimeError("The tracker has no object: call tracker.init(first_frame, box) before track(frame).")
         box_format = self._format(box_format)

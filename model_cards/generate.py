@@ -1,4 +1,4 @@
-"""Render the model cards of the official LoRAT checkpoints, converted with `lorat_hf.convert`.
+"""Render the model cards of the official LoRAT and LoRATv2 checkpoints, converted with `lorat_hf.convert`.
 
     python model_cards/generate.py                     # rewrite model_cards/lorat-*.md
     python model_cards/generate.py --check             # exit 1 when a committed card differs from its rendering
@@ -20,9 +20,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lorat_hf import LoraTrackerConfig
+import torch
+
+from lorat_hf import LoraTrackerConfig, count_parameters
+from lorat_hf.adapters_loratv2 import add_stream_adapters
 from lorat_hf.configuration_lora_tracker import BACKBONES
+from lorat_hf.configuration_loratv2 import Loratv2Config
 from lorat_hf.hub import CODE_URL, PAPER_URL, TrackingResult, build_model_card, count_tracker_parameters
+from lorat_hf.modeling_loratv2 import Loratv2Model
 
 CARDS_DIR = Path(__file__).resolve().parent
 REPORTS_DIR = (
@@ -273,9 +278,172 @@ def render(checkpoint: OfficialCheckpoint, namespace: str = HUB_NAMESPACE) -> st
     return str(card)
 
 
+# ----- LoRATv2 (NeurIPS 2025) -----
+# The spec's reported figures come from a search of the paper text and were not checked against its tables: they are
+# shown marked unconfirmed and kept out of model-index until a reviewer checks them (model_cards/README.md).
+LORATV2_FOUND = (
+    "LoRATv2 paper (NeurIPS 2025), figures found in a search of its text, not checked against its tables",
+    None,
+    False,
+)
+
+
+@dataclass(frozen=True)
+class Loratv2Checkpoint:
+    variant: str
+    results: tuple[Reported, ...] = ()
+    not_reported: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        phase, size, resolution = self.variant.split("-")
+        return f"loratv2-{phase}-{size.lower()}{resolution}"
+
+    @property
+    def phase_2(self) -> bool:
+        return self.variant.startswith("p2-")
+
+
+LORATV2_CHECKPOINTS = [
+    Loratv2Checkpoint(
+        "p1-B-224", (suc_pn_p("LaSOT", 72.0, None, None, LORATV2_FOUND),), ("LaSOT_ext", "TrackingNet", "TNL2K")
+    ),
+    Loratv2Checkpoint(
+        "p1-L-224", (suc_pn_p("LaSOT", 74.4, None, None, LORATV2_FOUND),), ("LaSOT_ext", "TrackingNet", "TNL2K")
+    ),
+    Loratv2Checkpoint(
+        "p2-B-378", (suc_pn_p("LaSOT", 74.3, None, None, LORATV2_FOUND),), ("LaSOT_ext", "TrackingNet", "TNL2K")
+    ),
+    Loratv2Checkpoint(
+        "p2-L-378",
+        (
+            suc_pn_p("LaSOT", 76.1, None, None, LORATV2_FOUND),
+            suc_pn_p("TNL2K", 62.4, None, None, LORATV2_FOUND),
+            suc_pn_p("VastTrack", 44.2, None, None, LORATV2_FOUND),
+            got10k(78.2, None, None, LORATV2_FOUND),
+        ),
+        ("LaSOT_ext", "TrackingNet"),
+        (
+            "GOT-10k: the protocol behind the 78.2 AO (GOT-10k-only training or the main data) is not stated where "
+            "the figure was found.",
+        ),
+    ),
+]
+
+
+def loratv2_training_rows(checkpoint: Loratv2Checkpoint, config: Loratv2Config) -> list[tuple[str, str]]:
+    """The official LoRATv2 recipe (`config/LoRATv2/p1-B-224/run.yaml`, `_mixin/phase_2.yaml`, `_mixin/large.yaml`)."""
+    drop_path = config.dinov2_config.drop_path_rate
+    if checkpoint.phase_2:
+        phase = (
+            "phase 2: starts from the phase-1 model of the same size and adds the second search region; only its "
+            "LoRA expert, token type and head train. Tuplets: the sampled pair's template frame becomes the reference "
+            "region, its search frame the tracked region, and the template is drawn anywhere in the track"
+        )
+    else:
+        phase = "phase 1: the template and search streams each train their LoRA expert, token type and head"
+    return [
+        (
+            "Training data",
+            "LaSOT train, TrackingNet train (TRAIN_0–11), COCO 2017 train (images as one-frame sequences), GOT-10k "
+            "train without the sequences that overlap VOT; the four datasets are sampled 1:1:1:1",
+        ),
+        ("Phase", phase),
+        (
+            "Samples",
+            "template and search frames of one track at most 100 frames apart (either order); template crop factor "
+            "2.0, search crops with scale jitter 0.25 and translation jitter 3; labels of the last region only",
+        ),
+        ("Augmentation", "horizontal flip, colour jitter 0.4, and one of grayscale / solarize / Gaussian blur"),
+        ("Length", "170 epochs × 131,072 samples = 174,080 iterations at global batch 128"),
+        (
+            "Optimiser",
+            "AdamW, learning rate 1e-4, weight decay 0.1 (none on norms, biases and embeddings), gradient clipping 1.0",
+        ),
+        ("Learning-rate schedule", "2 warm-up epochs from 1e-7, then per-iteration cosine decay to 5e-6"),
+        ("Precision", "fp16 mixed precision"),
+        (
+            "LoRA",
+            f"r = {config.lora_r}, alpha = {config.lora_alpha:g} per stream, dropout 0, A and B trunc-normal (std 0.02)",
+        ),
+        ("Stochastic depth", f"{drop_path:g}" if drop_path else "none"),
+        (
+            "Loss",
+            "IoU-aware binary cross-entropy on the score map + GIoU on the boxes of the positive cells (weights 1 and 1)",
+        ),
+        ("Recipe in this repository", f"`examples/configs/loratv2/{checkpoint.variant}.yaml`"),
+    ]
+
+
+def loratv2_conversion_text(checkpoint: Loratv2Checkpoint, config: Loratv2Config, repo_id: str) -> str:
+    size = checkpoint.variant.split("-")[1].lower()
+    timm_name = f"vit_{'base' if size == 'b' else 'large'}_patch14_reg4_dinov2.lvd142m"
+    phase1 = ""
+    if checkpoint.phase_2:
+        phase1_name = f"loratv2-p1-{size}224"
+        phase1 = f" \\\n       --phase1-lorat {phase1_name}.safetensors"
+    return f"""1. Get the official trainable-only `model.safetensors` of the run (trackit saves it at the end of training; no
+   public download location for LoRATv2 weights was confirmed){", and the phase-1 run's one: a phase-2 checkpoint holds only its own stream" if checkpoint.phase_2 else ""}.
+2. Get the backbone: the timm weights `{timm_name}` or the Hugging Face folder `{config.backbone_name_or_path}`.
+3. Convert (the output folder holds one peft adapter per stream and names `{config.backbone_name_or_path}`):
+
+   ```bash
+   python -m lorat_hf.convert --model-type loratv2 --variant {checkpoint.variant} --dinov2 {config.backbone_name_or_path} \\
+       --lorat model.safetensors{phase1} --output {checkpoint.name}
+   ```
+
+4. Publish with this card: `lorat-push {checkpoint.name} --repo-id {repo_id} --model-card model_cards/{checkpoint.name}.md`."""
+
+
+@functools.cache
+def loratv2_parameter_counts(variant: str) -> tuple[int, int]:
+    """`(total, trainable)` of the training model (frozen backbone + stream adapters), on the meta device."""
+    with torch.device("meta"):
+        return count_parameters(add_stream_adapters(Loratv2Model(Loratv2Config.from_variant(variant))))
+
+
+def render_loratv2(checkpoint: Loratv2Checkpoint, namespace: str = HUB_NAMESPACE) -> str:
+    config = Loratv2Config.from_variant(checkpoint.variant)
+    repo_id = f"{namespace}/{checkpoint.name}"
+    notes = [
+        "Reported numbers are those published for the original models (GPU); they were not re-measured on "
+        "converted weights.",
+        f"{', '.join(checkpoint.not_reported)}: not found in the sources checked; take them from the paper's tables "
+        "when reviewing.",
+        *checkpoint.notes,
+    ]
+    if checkpoint.variant == "p1-B-224":
+        notes.append("Speed reported for B-224: 713 fps on an RTX 5090 (LoRAT B-224 on LaSOT: 71.7).")
+    if checkpoint.variant == "p2-L-378":
+        notes.append("Speed reported for L-378: 202 fps on an RTX 5090, 268 G MACs (LoRAT L-378 on LaSOT: 75.1).")
+    card = build_model_card(
+        config,
+        model_name=checkpoint.name,
+        base_model=config.backbone_name_or_path,
+        repo_id=repo_id,
+        adapter=True,
+        num_parameters=loratv2_parameter_counts(checkpoint.variant),
+        training=loratv2_training_rows(checkpoint, config),
+        eval_results=[reported.result() for reported in checkpoint.results],
+        result_notes=notes,
+        datasets=["l-lt/LaSOT"],
+        description=(
+            f"LoRATv2-{checkpoint.variant} (NeurIPS 2025), {'phase 2' if checkpoint.phase_2 else 'phase 1'}: the "
+            f"official model converted to peft stream adapters for `{config.backbone_name_or_path}` with "
+            "`lorat_hf.convert --model-type loratv2`."
+        ),
+        conversion=loratv2_conversion_text(checkpoint, config, repo_id),
+        tags=["loratv2"],
+    )
+    return str(card)
+
+
 def render_all(namespace: str = HUB_NAMESPACE) -> dict[str, str]:
     """`{file name: card text}` for every official checkpoint."""
-    return {f"{c.name}.md": render(c, namespace) for c in CHECKPOINTS}
+    cards = {f"{c.name}.md": render(c, namespace) for c in CHECKPOINTS}
+    cards.update({f"{c.name}.md": render_loratv2(c, namespace) for c in LORATV2_CHECKPOINTS})
+    return cards
 
 
 def _write_atomic(path: Path, text: str) -> None:

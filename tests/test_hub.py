@@ -372,7 +372,7 @@ def test_committed_model_cards_equal_their_rendering():
     assert committed == set(rendered), "run `python model_cards/generate.py` and commit the cards"
     for name, text in rendered.items():
         assert (REPO_ROOT / "model_cards" / name).read_text(encoding="utf-8") == text, f"{name} is stale"
-    assert len(rendered) == 12
+    assert len(rendered) == 16  # 12 LoRAT (6 variants x 2 protocols) + 4 LoRATv2
     for text in rendered.values():
         validate_model_card(ModelCard(text), adapter=True)
 

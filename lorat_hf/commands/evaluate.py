@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", default=None, help="float32 (default), bfloat16 (weights converted once) or float16 (autocast)"
     )
     run.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime", "onnxruntime-int8"),
+        default="torch",
+        help="torch, or the model.onnx / model_int8.onnx of a lorat-export folder given as --model",
+    )
+    run.add_argument(
         "--no-rasterize",
         dest="rasterize",
         action="store_false",
@@ -139,6 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         compare=args.compare,
         device=args.device,
         dtype=args.dtype,
+        backend=args.backend,
         rasterize=args.rasterize,
         cache_dir=args.cache_dir,
         num_workers=args.num_workers,
@@ -155,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return _score(args) if args.command == "score" else _run(args)
-    except (EvaluationError, ResultFileError, FileNotFoundError, FileExistsError, ValueError) as error:
+    except (EvaluationError, ResultFileError, FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
         logger.debug("evaluation failed", exc_info=True)
         print(f"lorat-eval: error: {error}", file=sys.stderr)
         return 1

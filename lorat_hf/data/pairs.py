@@ -396,6 +396,19 @@ class TrackingTupletDataset(TrackingPairDataset):
         return {key: inputs[key] for key in MODEL_INPUT_KEYS}
 
 
+def training_dataset_for(
+    model_config: Any,
+    sequences: datasets.Dataset | SequenceTable | Sequence[datasets.Dataset | SequenceTable],
+    image_processor: LoraTrackerImageProcessor,
+    **kwargs: Any,
+) -> TrackingPairDataset:
+    """The training samples of a model family: LoRAT pairs, or LoRATv2 tuplets over the config's search regions (with
+    the adaptor of its phase). `kwargs` are `TrackingPairDataset` options."""
+    if getattr(model_config, "model_type", None) == "loratv2":
+        return TrackingTupletDataset(sequences, image_processor, search_regions_from_config(model_config), **kwargs)
+    return TrackingPairDataset(sequences, image_processor, **kwargs)
+
+
 def search_regions_from_config(config: Any) -> list[SearchRegion]:
     """The search regions of a LoRATv2 config (`search_sizes_wh`, `search_area_factors`), in region order."""
     return [
@@ -505,4 +518,5 @@ __all__ = [
     "build_train_dataloader",
     "collate_pairs",
     "search_regions_from_config",
+    "training_dataset_for",
 ]

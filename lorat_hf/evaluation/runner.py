@@ -314,6 +314,7 @@ def run_evaluation(
     compare: Sequence[str | os.PathLike] = (),
     device: str | None = None,
     dtype: str | None = None,
+    backend: str = "torch",
     rasterize: bool = True,
     cache_dir: str | os.PathLike | None = None,
     num_workers: int = 4,
@@ -331,6 +332,7 @@ def run_evaluation(
         protocol: scoring protocol (default: `default_protocol(dataset)`); ``mode``: pytracking dataset mode.
         compare: other trackers' result folders/zips, scored alike and overlaid in the table and plots.
         device / dtype: where and in which compute dtype to run (default: the accelerate process' device, fp32).
+        backend: `"torch"`, or `"onnxruntime"` / `"onnxruntime-int8"` with `model` a `lorat-export` folder.
         rasterize: write LoRAT's integer boxes into the GOT-10k folder and the server zips (False: float boxes).
         num_workers: threads decoding frames.
         progress: show a tqdm bar (default: on the main process).
@@ -384,7 +386,7 @@ def run_evaluation(
         len(pending), len(jobs), state.process_index, len(mine),
     )  # fmt: skip
     if mine:
-        tracker = LoraTracker.from_pretrained(model, device=device or state.device, dtype=dtype)
+        tracker = LoraTracker.from_pretrained(model, device=device or state.device, dtype=dtype, backend=backend)
         show = state.is_main_process if progress is None else progress and state.is_main_process
         total = sum(len(job.sequence.frame_paths) for job in mine)
         with tqdm(total=total, desc=f"Tracking {dataset}", unit="frame", disable=not show) as bar:

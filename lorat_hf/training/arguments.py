@@ -28,7 +28,9 @@ import yaml
 from transformers import HfArgumentParser
 
 from ..configuration_lora_tracker import VARIANTS
+from ..configuration_loratv2 import LORATV2_VARIANTS
 
+MODEL_TYPES = {"lorat": VARIANTS, "loratv2": LORATV2_VARIANTS}  # model family -> its official variants
 PEFT_METHODS = ("lora", "dora", "rslora", "ia3")
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 REPORT_TO_CHOICES = ("tensorboard", "wandb", "all", "none")
@@ -58,7 +60,14 @@ def _json_dict(name: str, value: dict | str | None) -> dict:
 class ModelArguments:
     """Which tracker to build."""
 
-    variant: str = field(default="B-224", metadata={"help": f"Official preset: {', '.join(VARIANTS)}."})
+    model_type: str = field(
+        default="lorat",
+        metadata={"help": "Model family: lorat (LoRAT, ECCV 2024) or loratv2 (the streaming LoRATv2, NeurIPS 2025)."},
+    )
+    variant: str = field(
+        default="B-224",
+        metadata={"help": f"Official preset: LoRAT {', '.join(VARIANTS)}; LoRATv2 {', '.join(LORATV2_VARIANTS)}."},
+    )
     backbone_name_or_path: str | None = field(
         default=None,
         metadata={"help": "DINOv2 weights (Hub id or local folder). Default: the variant's official DINOv2."},
@@ -83,6 +92,17 @@ class ModelArguments:
     )
     template_size: int | None = field(default=None, metadata={"help": "Template crop px (default: the variant's)."})
     search_size: int | None = field(default=None, metadata={"help": "Search crop px (default: the variant's)."})
+    search_sizes: list[int] | None = field(
+        default=None,
+        metadata={"help": "LoRATv2: crop px of each search region, the tracked one last (default: the variant's)."},
+    )
+    phase1_model_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "LoRATv2 phase 2: the phase-1 run's exported folder (<output_dir>/final). Its template and first "
+            "search-region streams are loaded and frozen; only the new region's stream trains."
+        },
+    )
     search_area_factor: float | None = field(
         default=None,
         metadata={
@@ -95,10 +115,15 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        if self.variant not in VARIANTS:
+        _check_choice("model_type", self.model_type, tuple(MODEL_TYPES))
+        variants = MODEL_TYPES[self.model_type]
+        if self.variant not in variants:
+            family = "LoRAT" if self.model_type == "lorat" else "LoRATv2"
             raise ValueError(
-                f"variant={self.variant!r} is not an official LoRAT variant; choose one of {', '.join(VARIANTS)}."
+                f"variant={self.variant!r} is not an official {family} variant; choose one of {', '.join(variants)}"
+                + (" (or set model_type: loratv2)." if self.variant in LORATV2_VARIANTS else ".")
             )
+        self._check_loratv2_fields()
         self.dinov2_overrides = _json_dict("dinov2_overrides", self.dinov2_overrides)
         if self.dinov2_overrides and not self.random_backbone:
             raise ValueError(
@@ -115,6 +140,33 @@ class ModelArguments:
             raise ValueError(
                 "Pass either --backbone_name_or_path (pretrained weights) or --random_backbone, not both."
             )
+
+    @property
+    def is_loratv2(self) -> bool:
+        return self.model_type == "loratv2"
+
+    @property
+    def is_phase_2(self) -> bool:
+        """A LoRATv2 phase-2 run: it continues a phase-1 model with one more search region."""
+        return self.is_loratv2 and self.variant.startswith("p2-")
+
+    def _check_loratv2_fields(self) -> None:
+        if not self.is_loratv2:
+            for name in ("search_sizes", "phase1_model_path"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} is a LoRATv2 option; set model_type: loratv2 to use it.")
+            return
+        if self.search_size is not None:
+            raise ValueError("LoRATv2 has one crop size per search region: use search_sizes (e.g. [224, 378]).")
+        if self.search_area_factor is not None:
+            raise ValueError("search_area_factor is a LoRAT option; LoRATv2 variants fix each region's context.")
+        if self.is_phase_2 and not self.phase1_model_path:
+            raise ValueError(
+                f"{self.variant} is a phase-2 variant: it starts from a phase-1 model. Set phase1_model_path to the "
+                "phase-1 run's exported folder (e.g. outputs/loratv2-p1-B-224/final)."
+            )
+        if self.phase1_model_path and not self.is_phase_2:
+            raise ValueError(f"phase1_model_path only applies to phase-2 variants (p2-*), not {self.variant}.")
 
 
 @dataclass
