@@ -1,7 +1,7 @@
 """LoRATv2 efficiency: parameters and FLOPs of every variant, and per-frame streaming latency against LoRAT.
 
     python benchmarks/loratv2_efficiency.py            # counts + FLOPs for the 4 variants, CPU latency of B-224
-    python benchmarks/loratv2_efficiency.py --quick    # fewer repeats
+    python benchmarks/loratv2_efficiency.py --quick    # B variants only, fewer repeats
 
 * Parameters (meta device, no memory): total and trainable of the training model (frozen backbone + one LoRA
   adapter per stream; phase 2 trains only its new stream) and the total of the merged inference model, whose every
@@ -173,7 +173,7 @@ def to_markdown(rows: list[dict], timing: dict[str, float] | None, repeats: int,
         lines += [
             "",
             f"Latency, CPU, random weights, fp32, batch 1, merged weights, median of {repeats}, the four candidates "
-            f"timed round-robin in one run; {conditions}.",
+            f"timed round-robin in one run ({torch.get_num_threads()} torch thread(s)); {conditions}.",
             "",
             "| per frame / once per target | latency | vs LoRAT-B-224 per frame |",
             "|---|---|---|",
@@ -196,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--quick", action="store_true", help="3 repeats, 1 warmup")
+    parser.add_argument(
+        "--quick", action="store_true", help="B variants only (the L ones need up to ~4 GB), 3 repeats"
+    )
     parser.add_argument("--no-latency", action="store_true", help="only parameters and FLOPs")
     parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     parser.add_argument("--json", type=Path, help="also write the raw figures to this JSON file")
@@ -209,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{machine_description()}; FLOPs/params on meta, latency on {device}")
     rows = []
-    for variant in LORATV2_VARIANTS:
+    variants = [v for v in LORATV2_VARIANTS if not args.quick or "-B-" in v]
+    for variant in variants:
         row = count_and_flops(variant)
         rows.append(row)
         print(

@@ -6,7 +6,6 @@ DINOv2 weights and the shared positional embedding stay frozen.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -18,6 +17,7 @@ from peft.tuners.lora import LoraLayer
 from transformers.models.dinov2.modeling_dinov2 import Dinov2SwiGLUFFN
 
 from .configuration_lora_tracker import LoraTrackerConfig
+from .model_files import ModelFileError, check_weights_fit, read_json_file, safetensors_shapes
 from .modeling_lora_tracker import LoraTrackerModel
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 MODULES_TO_SAVE = ["token_type_embeddings", "tracker_head"]
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+MODEL_WEIGHTS_NAME = "model.safetensors"
 TRACKER_CONFIG_NAME = "config.json"
 PEFT_METHODS = ("lora", "dora", "rslora", "ia3")
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
@@ -221,8 +222,10 @@ def load_tracker_model(
             f"{path!r} has no {TRACKER_CONFIG_NAME}: it is not a lorat_hf tracker. An adapter folder holds "
             f"{ADAPTER_CONFIG_NAME}, {ADAPTER_WEIGHTS_NAME} and {TRACKER_CONFIG_NAME}."
         )
-    with open(config_file, encoding="utf-8") as handle:
-        model_type = json.load(handle).get("model_type")
+    model_type = read_json_file(config_file).get("model_type")
+    weights_file = _resolve_file(path, ADAPTER_WEIGHTS_NAME if adapter_config_file else MODEL_WEIGHTS_NAME, hub_kwargs)
+    if weights_file is not None:
+        safetensors_shapes(weights_file)  # a damaged file is named here, not deep inside the loader
     if model_type == "loratv2":
         from .adapters_loratv2 import load_loratv2_model
         from .configuration_loratv2 import Loratv2Config
@@ -238,6 +241,10 @@ def load_tracker_model(
         )
     config = LoraTrackerConfig.from_json_file(config_file)
     if adapter_config_file is None:
+        if weights_file is not None:
+            with torch.device("meta"):
+                expected = {name: tuple(t.shape) for name, t in LoraTrackerModel(config).state_dict().items()}
+            check_weights_fit(weights_file, expected, config_file)
         model = LoraTrackerModel.from_pretrained(path, **hub_kwargs)
         return model.to(dtype) if dtype is not None else model
 
@@ -245,10 +252,22 @@ def load_tracker_model(
     shared = {k: v for k, v in hub_kwargs.items() if k in ("cache_dir", "token", "local_files_only", "proxies")}
     shared.update(backbone_kwargs or {})
     logger.info("Loading the DINOv2 backbone from %s", backbone)
+    backbone_weights = os.path.join(backbone, MODEL_WEIGHTS_NAME)
+    if os.path.isfile(backbone_weights):  # a local backbone (a training run's random one, a user's folder)
+        safetensors_shapes(backbone_weights)
     base = LoraTrackerModel.from_backbone(backbone, config=config, **shared)
     check_adapter_matches(adapter_config_file, config)
     adapter_folder = resolve_adapter_folder(path, adapter_config_file, hub_kwargs)
-    model = PeftModel.from_pretrained(base, adapter_folder, adapter_name=adapter_name)
+    try:
+        model = PeftModel.from_pretrained(base, adapter_folder, adapter_name=adapter_name)
+    except RuntimeError as error:
+        if "size mismatch" not in str(error):
+            raise
+        first = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
+        raise ModelFileError(
+            f"{os.path.join(adapter_folder, ADAPTER_WEIGHTS_NAME)} does not fit {config_file} ({first}). The "
+            "config.json was edited or belongs to another run: restore the config.json that came with the adapter."
+        ) from None
     tie_swiglu_lora_a_(model, adapter_name)
     model.eval()
     if merge:
@@ -273,8 +292,7 @@ def resolve_adapter_folder(path: str, adapter_config_file: str, hub_kwargs: dict
 
 def check_adapter_matches(adapter_config_file: str, config: LoraTrackerConfig) -> None:
     """Raise when an adapter's rank or targets contradict the tracker config saved beside it."""
-    with open(adapter_config_file, encoding="utf-8") as handle:
-        adapter = json.load(handle)
+    adapter = read_json_file(adapter_config_file)
     if adapter.get("peft_type") == "LORA" and adapter.get("r") not in (None, config.lora_r):
         raise ValueError(
             f"adapter_config.json has r={adapter.get('r')} but the tracker config says lora_r={config.lora_r}; the "

@@ -757,6 +757,12 @@ def inspect_tracker_folder(folder: str | os.PathLike) -> TrackerFolder:
             f"{ADAPTER_WEIGHTS_NAME} and {TRACKER_CONFIG_NAME} (save it with lorat_hf.adapters.save_adapter_folder)."
         )
     raw_config = _read_json(path / TRACKER_CONFIG_NAME, "tracker config")
+    if isinstance(raw_config, dict) and raw_config.get("model_type") == "loratv2":
+        raise TrackerFolderError(
+            f"{path} is a LoRATv2 folder, which lorat-push does not publish yet. Upload it as it is with "
+            "huggingface_hub (`hf upload <repo-id> <folder>`): `config.json`, the backbone it names and one peft "
+            "adapter per stream subfolder (or `model.safetensors`) are all `LoraTracker.from_pretrained` needs."
+        )
     if not isinstance(raw_config, dict) or raw_config.get("model_type") != LoraTrackerConfig.model_type:
         found = raw_config.get("model_type") if isinstance(raw_config, dict) else type(raw_config).__name__
         raise TrackerFolderError(

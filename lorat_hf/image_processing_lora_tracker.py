@@ -155,14 +155,17 @@ class LoraTrackerImageProcessor(CropGeometry, BaseImageProcessor):
 
     @staticmethod
     def boxes_to_frame(
-        boxes_search_px: np.ndarray | torch.Tensor, params: np.ndarray, frame_wh: Sequence[int] | np.ndarray
+        boxes_search_px: np.ndarray | torch.Tensor,
+        params: np.ndarray,
+        frame_wh: Sequence[int] | np.ndarray,
+        clip: bool = True,
     ) -> np.ndarray:
         """Map boxes `(B, 4)` from search-crop pixels to frame pixels with the inverse of the pixel-aligned `params`
-        `(B, 2, 2)` (float64), clipped to the frame (`frame_wh` `(2,)` or `(B, 2)`)."""
+        `(B, 2, 2)` (float64), clipped to the frame (`frame_wh` `(2,)` or `(B, 2)`) unless `clip=False`."""
         if isinstance(boxes_search_px, torch.Tensor):
             boxes_search_px = boxes_search_px.detach().cpu().numpy()
         mapped = map_boxes(np.asarray(boxes_search_px, dtype=np.float64), invert_params(params))
-        return clip_boxes_to_image(mapped, frame_wh)
+        return clip_boxes_to_image(mapped, frame_wh) if clip else mapped
 
     # ----- batched convenience API -----
     def preprocess(

@@ -51,8 +51,8 @@ class VideoObjectTrackingPipeline(Pipeline):
 
     Returns:
         A list with one dict per frame: `{"frame_index": int, "box": [4 floats], "score": float}`. `box` is in
-        `box_format`, in frame pixels (continuous coordinates, clipped to the frame); frame 0 returns `init_box` with
-        score 1.0. Scores are the tracker's confidence in `[0, 1]`.
+        `box_format`, in frame pixels (continuous coordinates; clipped to the frame for LoRAT); frame 0 returns
+        `init_box` with score 1.0. Scores are the tracker's confidence in `[0, 1]`.
     """
 
     _load_processor = False

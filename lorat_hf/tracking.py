@@ -270,7 +270,8 @@ class LoraTracker:
     ) -> tuple[np.ndarray, float] | dict[Hashable, tuple[np.ndarray, float]]:
         """Predict the object(s) on the next frame: `(box, score)`, or `{object_id: (box, score)}` after a
         multi-object `init`. Boxes are float64 `(4,)` in this call's `box_format` (None: the tracker's), clipped to
-        the frame. Every frame must have the size of the frame given to `init` (boxes are pixels of that size)."""
+        the frame (LoRAT) or as predicted (LoRATv2, like its official pipeline). Every frame must have the size of the
+        frame given to `init` (boxes are pixels of that size)."""
         if not self._states:
             raise RuntimeError("The tracker has no object: call tracker.init(first_frame, box) before track(frame).")
         box_format = self._format(box_format)

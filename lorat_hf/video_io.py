@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,10 @@ class VideoSourceError(ValueError):
     """A video source that cannot be opened or read (missing path, undecodable file, no frames, ...)."""
 
 
+class IncompleteVideoWarning(UserWarning):
+    """A video file ended before the frame count its container states (damaged or truncated file)."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What is known about a source before reading it all.
@@ -92,7 +97,7 @@ class VideoInfo:
     num_frames: int | None
 
 
-def _natural_key(name: str) -> list:
+def natural_key(name: str) -> list:
     """Sort key that orders `frame2.jpg` before `frame10.jpg`."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
@@ -101,7 +106,7 @@ def list_frame_files(folder: str | os.PathLike) -> list[Path]:
     """Image files of a frame folder (see `IMAGE_EXTENSIONS`) in natural order (`2.jpg` before `10.jpg`)."""
     folder = Path(folder)
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    return sorted(files, key=lambda p: _natural_key(p.name))
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 def parse_source(source: str | int | os.PathLike) -> str | int:
@@ -150,6 +155,8 @@ class VideoReader:
         self._files: list[Path] | None = None
         self._first_frame: np.ndarray | None = None
         self._consumed = False
+        self.frames_read = 0
+        self.missing_frames = 0
         if isinstance(self.source, str) and os.path.isdir(self.source):
             self._files = list_frame_files(self.source)
             if not self._files:
@@ -201,26 +208,45 @@ class VideoReader:
         if self._consumed:
             raise RuntimeError("A VideoReader can be iterated once; open a new one to read the video again.")
         self._consumed = True
-        count = 0
         limit = self.max_frames
         try:
             yield self._first_frame
-            count += 1
+            self.frames_read = 1
             if self._files is not None:
                 for path in self._files[1:]:
-                    if limit is not None and count >= limit:
+                    if limit is not None and self.frames_read >= limit:
                         return
                     yield read_image_rgb(path)
-                    count += 1
+                    self.frames_read += 1
             else:
-                while limit is None or count < limit:
+                while limit is None or self.frames_read < limit:
                     ok, frame = self._capture.read()
                     if not ok or frame is None:
+                        self._check_complete()
                         return
                     yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                    count += 1
+                    self.frames_read += 1
         finally:
             self.close()
+
+    def _check_complete(self) -> None:
+        """At the end of a file: a shortfall against the container's frame count sets `missing_frames` and warns."""
+        expected = self.info.num_frames
+        if self.info.kind != "file" or expected is None or self.frames_read >= expected:
+            return
+        self.missing_frames = expected - self.frames_read
+        warnings.warn(IncompleteVideoWarning(self.incomplete_message), stacklevel=3)
+
+    @property
+    def incomplete_message(self) -> str:
+        """What a shortfall means, in words (empty when the whole video was read)."""
+        if not self.missing_frames:
+            return ""
+        expected = self.frames_read + self.missing_frames
+        return (
+            f"{self.source!r} ended after {self.frames_read} of the {expected} frames its container states: the file "
+            f"is damaged or truncated, and frames {self.frames_read}..{expected - 1} could not be decoded."
+        )
 
     def __len__(self) -> int:
         if self.info.num_frames is None:
@@ -364,6 +390,7 @@ def draw_box(
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "IncompleteVideoWarning",
     "VIDEO_CODECS",
     "VideoInfo",
     "VideoReader",

@@ -146,3 +146,52 @@ def test_loading_errors_are_clear(tmp_path):
         from lorat_hf.adapters import check_adapter_matches
 
         check_adapter_matches(str(tmp_path / "adapter" / "adapter_config.json"), config)
+
+
+def test_broken_model_files_name_the_file_and_what_to_do(tmp_path):
+    from lorat_hf.model_files import ModelFileError
+
+    config = tiny_config()
+    LoraTrackerModel(config).save_pretrained(tmp_path / "merged")
+    weights = tmp_path / "merged" / "model.safetensors"
+    intact = weights.read_bytes()
+
+    weights.write_bytes(intact[: len(intact) - 1000])  # an interrupted download
+    with pytest.raises(ModelFileError, match=r"merged/model.safetensors is damaged .*Download the model again"):
+        load_tracker_model(tmp_path / "merged")
+    weights.write_bytes(intact[:40])
+    with pytest.raises(ModelFileError, match=r"model.safetensors is damaged .*40 bytes"):
+        load_tracker_model(tmp_path / "merged")
+    weights.write_bytes(intact)
+
+    config_file = tmp_path / "merged" / "config.json"
+    original = config_file.read_text()
+    edited = json.loads(original)
+    edited["dinov2_config"]["hidden_size"] = 64
+    config_file.write_text(json.dumps(edited))
+    with pytest.raises(ModelFileError, match=r"model.safetensors does not fit .*merged/config.json: .* another shape"):
+        load_tracker_model(tmp_path / "merged")
+    edited["dinov2_config"]["hidden_size"], edited["dinov2_config"]["num_hidden_layers"] = 32, 3
+    config_file.write_text(json.dumps(edited))  # more layers than the weights: never silently random layers
+    with pytest.raises(ModelFileError, match=r"tensors are missing \(first: encoder.layer.2"):
+        load_tracker_model(tmp_path / "merged")
+    config_file.write_text(original[: len(original) // 2])
+    with pytest.raises(ModelFileError, match=r"config.json is not valid JSON"):
+        load_tracker_model(tmp_path / "merged")
+    config_file.write_text(original)
+    assert isinstance(load_tracker_model(tmp_path / "merged"), LoraTrackerModel)
+
+    # adapter folders: the adapter weights and a backbone folder are checked the same way
+    from transformers import Dinov2Model
+
+    Dinov2Model(config.dinov2_config).save_pretrained(tmp_path / "dinov2")
+    save_adapter_folder(add_adapters(LoraTrackerModel(config)), tmp_path / "adapter")
+    adapter_weights = tmp_path / "adapter" / "adapter_model.safetensors"
+    adapter_weights.write_bytes(adapter_weights.read_bytes()[:-100])
+    with pytest.raises(ModelFileError, match=r"adapter_model.safetensors is damaged"):
+        load_tracker_model(tmp_path / "adapter", backbone_name_or_path=str(tmp_path / "dinov2"))
+    backbone_weights = tmp_path / "dinov2" / "model.safetensors"
+    backbone_weights.write_bytes(backbone_weights.read_bytes()[:-100])
+    save_adapter_folder(add_adapters(LoraTrackerModel(config)), tmp_path / "adapter2")
+    with pytest.raises(ModelFileError, match=r"dinov2/model.safetensors is damaged"):
+        load_tracker_model(tmp_path / "adapter2", backbone_name_or_path=str(tmp_path / "dinov2"))

@@ -82,3 +82,36 @@ def test_cli_rejects_a_variant_that_does_not_fit_the_tensors(tmp_path, capsys):
 def test_cli_lorat_rejects_loratv2_options(tmp_path):
     with pytest.raises(SystemExit):
         main(["--dinov2", "x", "--lorat", "y", "--output", str(tmp_path), "--phase1-lorat", "z", "--num-heads", "2"])
+
+
+def test_a_hugging_face_backbone_folder_converts_like_the_timm_file(tmp_path):
+    from transformers import Dinov2WithRegistersModel
+
+    from lorat_hf.convert_loratv2 import load_backbone
+
+    state, backbone_config = load_backbone(OFFICIAL_V2 / "model_p1" / "backbone.safetensors", 2)
+    backbone = Dinov2WithRegistersModel(backbone_config)
+    backbone.load_state_dict(state)
+    backbone.save_pretrained(tmp_path / "dinov2-reg")
+    meta = json.loads((OFFICIAL_V2 / "model_p1" / "config.json").read_text())
+    code = main(
+        ["--model-type", "loratv2", "--dinov2", str(tmp_path / "dinov2-reg"), "--lorat",
+         str(OFFICIAL_V2 / "model_p1" / "loratv2_checkpoint.safetensors"), "--num-heads", "2", "--template-size",
+         "224", "--search-size", "224", "--lora-alpha", str(meta["model"]["lora_alpha"]), "--output",
+         str(tmp_path / "adapters")]
+    )  # fmt: skip
+    assert code == 0
+    config = json.loads((tmp_path / "adapters" / "config.json").read_text())
+    assert config["backbone_name_or_path"] == str((tmp_path / "dinov2-reg").resolve())  # no copy of the backbone
+    io = load_file(OFFICIAL_V2 / "model_p1" / "io.safetensors")
+    model = load_tracker_model(tmp_path / "adapters", merge=True)
+    with torch.no_grad():
+        assert_outputs(model(io["z"], search_inputs(io), io["z_feat_mask"]), io, "merged.train")
+
+
+def test_lorat_push_says_plainly_that_it_does_not_publish_loratv2_folders(tmp_path):
+    from lorat_hf.hub import TrackerFolderError, inspect_tracker_folder
+
+    assert _cli("model_p1", tmp_path / "merged", "--merge") == 0
+    with pytest.raises(TrackerFolderError, match="LoRATv2 folder"):
+        inspect_tracker_folder(tmp_path / "merged")

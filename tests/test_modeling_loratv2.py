@@ -306,3 +306,25 @@ def test_variant_presets():
     assert Loratv2Config.from_variant("p1-B-224").trained_streams == ["template", "search_0"]
     with pytest.raises(ValueError, match="p1-B-224"):
         Loratv2Config.from_variant("p3-B-224")
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    torch.manual_seed(0)
+    config = tiny_v2_config()
+    model = add_stream_adapters(Loratv2Model(config)).train()
+    template, searches, mask = random_inputs(config)
+    labels = torch.tensor([[0.3, 0.3, 0.6, 0.7], [0.1, 0.2, 0.5, 0.5]])
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = model(template, searches, mask, labels=labels).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads()
+    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointed_loss, checkpointed_grads = loss_and_grads()
+    torch.testing.assert_close(checkpointed_loss, loss, atol=1e-6, rtol=0)
+    assert grads.keys() == checkpointed_grads.keys() and len(grads) > 0
+    for name, grad in grads.items():
+        torch.testing.assert_close(checkpointed_grads[name], grad, atol=1e-6, rtol=1e-5)

@@ -143,6 +143,58 @@ def test_input_errors_exit_2_with_a_message(tmp_path, model_dir, clip, capsys):
     assert not (tmp_path / "out.gif").exists()
 
 
+def test_a_damaged_model_file_is_one_line_naming_it(tmp_path, model_dir, clip, capsys):
+    import shutil
+
+    frames, gt = clip
+    video = write_video(tmp_path / "clip.avi", frames[:2])
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-500])
+    status, err = _error(capsys, [str(video), "--box", _box_arg(gt[0]), "--model", str(broken), "--quiet"])
+    assert status == 2 and "Traceback" not in err
+    assert "broken/model.safetensors is damaged" in err and "Download the model again" in err
+
+
+def _damaged_video(path, frames):
+    """An mp4 with a quarter of its bytes zeroed in the middle: OpenCV stops decoding there, with no error."""
+    write_video(path, frames)
+    data = bytearray(path.read_bytes())
+    start, length = len(data) // 2, len(data) // 4
+    data[start : start + length] = bytes(length)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_damaged_video_is_a_warning_in_the_api_and_an_exit_status_in_the_command(tmp_path, model_dir, capsys):
+    import warnings
+
+    from lorat_hf.video_io import IncompleteVideoWarning, VideoReader
+
+    frames, gt = moving_square_clip(num_frames=40, seed=3)
+    intact = write_video(tmp_path / "intact.mp4", frames)
+    damaged = _damaged_video(tmp_path / "damaged.mp4", frames)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reader = VideoReader(intact)
+        assert len(list(reader)) == 40 and reader.missing_frames == 0
+    reader = VideoReader(damaged)
+    assert reader.info.num_frames == 40
+    with pytest.warns(IncompleteVideoWarning, match=r"ended after \d+ of the 40 frames its container states"):
+        read = len(list(reader))
+    assert 0 < read < 40 and reader.missing_frames == 40 - read
+
+    boxes = tmp_path / "boxes.csv"
+    argv = [str(damaged), "--box", _box_arg(gt[0]), "--model", str(model_dir), "--save-boxes", str(boxes), "--quiet"]
+    status, err = _error(capsys, argv)
+    assert status == 3
+    assert f"ended after {read} of the 40 frames" in err and "--allow-incomplete" in err
+    assert len(boxes.read_text().splitlines()) == 1 + read  # what was tracked is kept
+    status, err = _error(capsys, argv + ["--overwrite", "--allow-incomplete"])
+    assert status == 0 and "warning:" in err and f"ended after {read} of the 40 frames" in err
+
+
 def test_an_empty_video_file_is_reported(tmp_path, model_dir, capsys):
     empty = tmp_path / "empty.avi"
     writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))

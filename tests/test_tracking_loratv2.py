@@ -209,3 +209,22 @@ def test_lorat_track_and_lorat_eval_run_take_a_loratv2_folder(tmp_path, phase2_d
     assert evaluate_main(args) == 0
     for name in sequences:
         assert len((output / "results" / f"{name}.txt").read_text().splitlines()) == 4
+
+
+def test_reported_box_is_the_prediction_and_the_next_crop_centres_on_it_clipped(phase2_model):
+    """Like the official LoRATv2 pipeline: the box is reported as predicted (it may leave the frame); the state keeps
+    it clipped to the frame, which centres the next search crop."""
+
+    class OutwardBackend(Loratv2Backend):
+        def search(self, states, search_pixel_values):
+            score_map, boxes = super().search(states, search_pixel_values)
+            return score_map, torch.tensor([-2.0, -2.0, 0.6, 0.6]).expand_as(boxes).clone()
+
+    video, box = _clip(frames=2)
+    backend = OutwardBackend(phase2_model)
+    states = initialize_targets(backend, None, [video[0]], box[None])
+    (result,) = track_step(backend, None, states, [video[1]])
+    assert result.box_xyxy[0] < 0 and result.box_xyxy[1] < 0
+    assert result.state_updated
+    np.testing.assert_allclose(states[0].box_xyxy[:2], [0.0, 0.0])
+    np.testing.assert_allclose(states[0].box_xyxy[2:], result.box_xyxy[2:])

@@ -27,14 +27,26 @@ def generic_data(tmp_path_factory) -> Path:
 
 
 def tiny_args(recipe: str, data_root: Path, output_dir: Path, *extra: str) -> list[str]:
-    """The LoRAT tiny-run arguments (generic test sequences, 2 steps of 8 per epoch, 4 epochs) on a LoRATv2 recipe."""
-    args = lorat_tiny_args(data_root, output_dir, *extra)
+    """The LoRAT tiny-run arguments (generic test sequences, 2 steps of 8 per epoch, 4 epochs) on a LoRATv2 recipe,
+    with the periodic tracking evaluation on the two validation videos."""
+    tracking = (
+        "--tracking_eval_dataset",
+        "generic:val",
+        "--tracking_eval_sequences",
+        "2",
+        "--tracking_eval_steps",
+        "4",
+    )
+    args = lorat_tiny_args(data_root, output_dir, *tracking, *extra)
     args[args.index("--config") + 1] = str(RECIPES / recipe)
     return args
 
 
 def validation_losses(output_dir: Path) -> list[float]:
-    return [m["val_loss"] for m in read_metrics(output_dir) if "val_loss" in m]
+    metrics = read_metrics(output_dir)
+    tracked = [m for m in metrics if "track_success_auc" in m]  # the streaming tracker ran on the validation videos
+    assert tracked and all(m["track_num_sequences"] == 2 and 0 <= m["track_success_auc"] <= 100 for m in tracked)
+    return [m["val_loss"] for m in metrics if "val_loss" in m]
 
 
 def stream_of(name: str) -> str:

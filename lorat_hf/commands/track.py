@@ -17,6 +17,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,7 @@ logger = logging.getLogger("lorat_hf.track")
 PROG = "lorat-track"
 BOX_FILE_SUFFIXES = (".csv", ".json")
 USAGE_ERROR = 2
+INCOMPLETE_VIDEO = 3  # the video ended before its stated frame count; the frames read were tracked and written
 
 
 class UsageError(Exception):
@@ -94,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--fps", type=float, help="frame rate of --output when the source has none (default 30)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="exit with status 0 when a damaged video ends before the frame count its container states (default: "
+        f"status {INCOMPLETE_VIDEO}, after writing what was tracked)",
+    )
     return parser
 
 
@@ -134,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..boxes import check_init_box, to_xyxy
     from ..tracking import LoraTracker
-    from ..video_io import DEFAULT_FPS, VideoReader, VideoSourceError, VideoWriter, draw_box
+    from ..video_io import DEFAULT_FPS, IncompleteVideoWarning, VideoReader, VideoSourceError, VideoWriter, draw_box
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}.")
@@ -188,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
     interrupted = False
     start = time.perf_counter()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", IncompleteVideoWarning)  # reported below, in the command's own words
             for item in tracker.track_video(reader, args.box, show_progress=not args.quiet):
                 frame_boxes.append((item.frame_index, item.box, item.score))
                 if writer is not None:
@@ -219,6 +228,16 @@ def run(args: argparse.Namespace) -> int:
     for path, label in ((args.output, "Video"), (args.save_boxes, "Boxes")):
         if path is not None and frame_boxes:
             print(f"{label} written to {path}")
+    if reader.missing_frames:
+        if args.allow_incomplete:
+            print(f"{PROG}: warning: {reader.incomplete_message}", file=sys.stderr)
+            return 0
+        print(
+            f"{PROG}: error: {reader.incomplete_message} The {len(frame_boxes)} frames read were tracked and written; "
+            "pass --allow-incomplete to accept a partial track.",
+            file=sys.stderr,
+        )
+        return INCOMPLETE_VIDEO
     return 0
 
 

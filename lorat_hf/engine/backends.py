@@ -59,6 +59,9 @@ class TrackingBackend:
 
     config: Any
     device: torch.device
+    # Whether `TrackResult.box_xyxy` is clipped to the frame (LoRAT's official pipeline) or reported as predicted
+    # (LoRATv2's); the next search crop is always centred on the clipped box.
+    clip_reported_boxes: bool = True
 
     def default_image_processor(self):
         """The image processor described by the config (crop sizes, factors, window penalty)."""

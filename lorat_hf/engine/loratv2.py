@@ -43,6 +43,8 @@ class Loratv2Backend(TrackingBackend):
         max_batch_size: split each step into chunks of at most this many targets (None: one call).
     """
 
+    clip_reported_boxes = False  # the official LoRATv2 pipeline reports the box as predicted
+
     def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None = None, max_batch_size: int | None = None):
         self.model = model
         self.network = model.get_base_model() if hasattr(model, "get_base_model") else model

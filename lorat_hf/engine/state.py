@@ -48,7 +48,8 @@ class TrackResult:
 
     Args:
         object_id: the target's id.
-        box_xyxy: `(4,)` float64 predicted box in frame pixels, clipped to the frame (what a benchmark records).
+        box_xyxy: `(4,)` float64 predicted box in frame pixels, what the family's official pipeline records: clipped to
+            the frame for LoRAT, as predicted for LoRATv2 (`TrackingBackend.clip_reported_boxes`).
         score: confidence: the un-penalised sigmoid score of the selected cell, in `[0, 1]`.
         state_updated: whether the box was valid and inside the frame, and so became the next search centre.
         box_search_px: `(4,)` float32 predicted box in search-crop pixels (before mapping back).

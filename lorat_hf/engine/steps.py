@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..boxes import boxes_are_valid, boxes_intersect_image, check_init_box
+from ..boxes import boxes_are_valid, boxes_intersect_image, check_init_box, clip_boxes_to_image
 from ..video_io import FrameInput, frame_to_rgb
 from .backends import TrackingBackend, get_backend
 from .state import TargetState, TrackResult
@@ -181,7 +181,9 @@ def track_step(
     boxes_search_px, confidence, best_index = processor.select_best_cells(score_map.cpu(), pred_boxes.cpu())
     params = np.stack([search.params for search in searches])
     frame_sizes = np.array([(frame.shape[1], frame.shape[0]) for frame in frames], dtype=np.float64)
-    boxes = processor.boxes_to_frame(boxes_search_px, params, frame_sizes)
+    mapped = processor.boxes_to_frame(boxes_search_px, params, frame_sizes, clip=False)
+    boxes = clip_boxes_to_image(mapped, frame_sizes)
+    reported = boxes if backend.clip_reported_boxes else mapped
     accepted = boxes_are_valid(boxes) & boxes_intersect_image(boxes, frame_sizes)
 
     results = []
@@ -194,7 +196,7 @@ def track_step(
         results.append(
             TrackResult(
                 object_id=state.object_id,
-                box_xyxy=boxes[i].copy(),
+                box_xyxy=reported[i].copy(),
                 score=float(confidence[i]),
                 state_updated=bool(accepted[i]),
                 box_search_px=boxes_search_px[i].numpy(),
