@@ -38,6 +38,7 @@ app: setup
 	$(BIN)/lorat-app $(LORAT_APP_ARGS)
 
 test: setup vot-toolkit
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15
 
 # re-train the embedded demo tracker (25 min on 2 CPU cores); an interrupted run continues where it stopped

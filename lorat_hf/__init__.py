@@ -48,12 +48,9 @@ AutoConfig.register(LoraTrackerConfig.model_type, LoraTrackerConfig, exist_ok=Tr
 AutoModel.register(LoraTrackerConfig, LoraTrackerModel, exist_ok=True)
 AutoConfig.register(Loratv2Config.model_type, Loratv2Config, exist_ok=True)
 AutoModel.register(Loratv2Config, Loratv2Model, exist_ok=True)
-try:  # transformers >= 5.x: one class per backend
-    AutoImageProcessor.register(
-        LoraTrackerConfig, image_processor_classes={"pil": LoraTrackerImageProcessor}, exist_ok=True
-    )
-except TypeError:  # older signature
-    AutoImageProcessor.register(LoraTrackerConfig, slow_image_processor_class=LoraTrackerImageProcessor, exist_ok=True)
+AutoImageProcessor.register(
+    LoraTrackerConfig, image_processor_classes={"pil": LoraTrackerImageProcessor}, exist_ok=True
+)
 AutoProcessor.register(LoraTrackerConfig, LoraTrackerProcessor, exist_ok=True)
 register_pipeline()
 

@@ -514,9 +514,10 @@ def launch_kwargs(port: int, host: str) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .commands import add_tracker_arguments
+
     parser = argparse.ArgumentParser(prog=PROG, description="Track objects in your own video from a web page.")
-    parser.add_argument("--model", help="tracker folder or Hub repo id (default: the embedded demo tracker)")
-    parser.add_argument("--revision", help="Hub revision of --model")
+    add_tracker_arguments(parser)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
     parser.add_argument(
@@ -525,8 +526,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_FRAMES,
         help=f"longest video accepted (default {DEFAULT_MAX_FRAMES})",
     )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32", help="compute dtype")
     return parser
 
 
@@ -542,14 +541,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print(f"{PROG}: error: the web app needs Gradio: pip install 'lorat_hf[app]'", file=sys.stderr)
         return 2
-    from .tracking import LoraTracker
+    from .commands import load_tracker_from_arguments
 
-    try:
-        tracker = LoraTracker.from_pretrained(
-            args.model, device=args.device, dtype=args.dtype, **({"revision": args.revision} if args.revision else {})
-        )
-    except (OSError, ValueError) as error:
-        print(f"{PROG}: error: cannot load the tracker from {args.model or 'the package'}: {error}", file=sys.stderr)
+    tracker = load_tracker_from_arguments(args, PROG)
+    if tracker is None:
         return 2
     with tempfile.TemporaryDirectory(prefix="lorat-app-") as work_dir:
         page = build_app(

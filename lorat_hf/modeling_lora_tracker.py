@@ -313,8 +313,6 @@ class LoraTrackerModel(LoraTrackerPreTrainedModel):
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         for layer in self.encoder.layer:
             hidden_states = layer(hidden_states)
-            if isinstance(hidden_states, tuple):  # transformers 4.x layers return tuples
-                hidden_states = hidden_states[0]
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
         search_features = self.layernorm(hidden_states[:, template_tokens.shape[1] :])

@@ -98,7 +98,7 @@ class VideoInfo:
     num_frames: int | None
 
 
-def _natural_key(name: str) -> list:
+def natural_key(name: str) -> list:
     """Sort key that orders `frame2.jpg` before `frame10.jpg`."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
@@ -107,7 +107,7 @@ def list_frame_files(folder: str | os.PathLike) -> list[Path]:
     """Image files of a frame folder (see `IMAGE_EXTENSIONS`) in natural order (`2.jpg` before `10.jpg`)."""
     folder = Path(folder)
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    return sorted(files, key=lambda p: _natural_key(p.name))
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 def parse_source(source: str | int | os.PathLike) -> str | int:

@@ -163,15 +163,14 @@ def serve(tracker, log: bool = False) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .commands import add_tracker_arguments
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="TraX tracker server for the VOT toolkit: run a lorat_hf tracker as a VOT workspace tracker.",
         epilog="Put `command = lorat-vot [--model ...]` and `protocol = trax` in the workspace's trackers.ini.",
     )
-    parser.add_argument("--model", help="tracker folder or Hub repo id (default: the embedded demo tracker)")
-    parser.add_argument("--revision", help="Hub revision of --model")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32", help="compute dtype")
+    add_tracker_arguments(parser)
     parser.add_argument("--trax-log", action="store_true", help="log the TraX messages to standard error")
     return parser
 
@@ -184,14 +183,10 @@ def main(argv: list[str] | None = None) -> int:
 
     transformers_logging.disable_progress_bar()
     _import_trax()
-    from .tracking import LoraTracker
+    from .commands import load_tracker_from_arguments
 
-    try:
-        tracker = LoraTracker.from_pretrained(
-            args.model, device=args.device, dtype=args.dtype, **({"revision": args.revision} if args.revision else {})
-        )
-    except (OSError, ValueError) as error:
-        print(f"{PROG}: error: cannot load the tracker from {args.model or 'the package'}: {error}", file=sys.stderr)
+    tracker = load_tracker_from_arguments(args, PROG)
+    if tracker is None:
         return 2
     return serve(tracker, log=args.trax_log)
 

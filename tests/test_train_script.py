@@ -3,7 +3,6 @@ exports, the recipes and accelerate configs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -209,28 +208,20 @@ def test_the_first_run_generates_its_data_and_trains_with_dataloader_workers(tmp
     assert (output / "final" / "adapter_model.safetensors").is_file()
 
 
-def _train_module():
-    spec = importlib.util.spec_from_file_location("lorat_train_example", TRAIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_new_run_refuses_a_folder_holding_another_run(tmp_path):
     from accelerate import PartialState
 
-    from lorat_hf.training import TrainingSetupError
+    from lorat_hf.training import TrainingSetupError, run_folder
 
-    PartialState(cpu=True)  # the script logs through accelerate's logger
-    train = _train_module()
+    PartialState(cpu=True)  # the run folder checks log through accelerate's logger
     accelerator = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
     (tmp_path / "checkpoints" / "checkpoint-4").mkdir(parents=True)
     (tmp_path / "train_config.json").write_text("{}")
     (tmp_path / "my_notes.txt").write_text("keep me")
     with pytest.raises(TrainingSetupError, match="--resume_from_checkpoint latest"):
-        train.check_output_dir(tmp_path, resuming=False, overwrite=False, accelerator=accelerator)
-    train.check_output_dir(tmp_path, resuming=True, overwrite=False, accelerator=accelerator)  # resuming is fine
-    train.check_output_dir(tmp_path, resuming=False, overwrite=True, accelerator=accelerator)
+        run_folder.check_output_dir(tmp_path, resuming=False, overwrite=False, accelerator=accelerator)
+    run_folder.check_output_dir(tmp_path, resuming=True, overwrite=False, accelerator=accelerator)  # resuming is fine
+    run_folder.check_output_dir(tmp_path, resuming=False, overwrite=True, accelerator=accelerator)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my_notes.txt"]  # only the run's own artifacts removed
 
 
@@ -400,3 +391,29 @@ def test_make_train_demo_command_trains_the_tiny_recipe_to_a_loadable_tracker(tm
     checkpoints = sorted(p.name for p in (output / "checkpoints").iterdir())
     assert checkpoints == ["checkpoint-12", "checkpoint-6"]
     assert load_tracker_model(output / "checkpoints" / "checkpoint-6" / "adapter") is not None
+
+
+def test_lorat_train_command_runs_the_same_loop_as_the_example_script(generic_data, tmp_path):
+    """The installed `lorat-train` (one process, no launcher) gives the losses of `accelerate launch
+    examples/train.py`, and an unknown model family is refused before anything is built."""
+    args = ["--num_train_epochs", "1", "--validation_steps", "2"]
+    launch(tiny_args(generic_data, tmp_path / "script", *args))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ACCELERATE_USE_CPU="true")
+    command = [str(Path(sys.executable).parent / "lorat-train"), *tiny_args(generic_data, tmp_path / "command", *args)]
+    result = run_in_process_group(command, cwd=tmp_path, env=env, timeout=420)
+    assert result.returncode == 0, result.stderr[-6000:]
+    script, installed = read_metrics(tmp_path / "script"), read_metrics(tmp_path / "command")
+    assert [m["step"] for m in installed] == [1, 2, 2] and "val_loss" in installed[-1]
+    assert installed == script
+    assert (tmp_path / "command" / "final" / "adapter_model.safetensors").is_file()
+
+    refused = run_in_process_group(
+        [command[0], "--config", str(CONFIGS / "tiny-synthetic.yaml"), "--model_type", "lorat_v9"],
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "lorat-train: error: model_type='lorat_v9' is not valid" in refused.stderr
+    assert not (tmp_path / "outputs").exists()

@@ -73,10 +73,6 @@ class DecodedFrame:
             self._mean_rgb = torch.tensor((red, green, blue), dtype=torch.float32)
         return self._mean_rgb
 
-    def to_rgb(self) -> np.ndarray:
-        """`(h, w, 3)` uint8 RGB copy."""
-        return cv2.cvtColor(self.bgr, cv2.COLOR_BGR2RGB)
-
 
 @dataclass
 class FastCropResult(CropResult):

@@ -131,11 +131,6 @@ class SequenceData:
         if self.absent is not None:
             self.absent = np.asarray(self.absent).reshape(-1).astype(bool)
 
-    @property
-    def is_missing(self) -> bool:
-        """True when no run has a result file."""
-        return all(p is None for p in self.predictions)
-
     def describe_run(self, run: int) -> str:
         return self.result_paths[run] if run < len(self.result_paths) else f"run {run + 1}"
 

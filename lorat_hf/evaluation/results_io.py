@@ -353,11 +353,6 @@ def _detect_layout(source: _Source, names: Sequence[str], protocol: str | None) 
     return "got10k" if nested and not flat else "pytracking"
 
 
-def detect_layout(results: str | os.PathLike, sequence_names: Sequence[str], protocol: str | None = None) -> str:
-    """Which layout a results folder/zip uses (``pytracking``, ``got10k`` or ``trackingnet``), for ``protocol``."""
-    return _detect_layout(_Source(_run_sources(Path(results), None)[0]), list(sequence_names), protocol)
-
-
 def load_results(
     results: str | os.PathLike,
     sequence_names: Iterable[str],

@@ -1,4 +1,5 @@
-"""Reusable parts of `examples/train.py`: arguments, optimisation, precision, checkpoints, progress, validation."""
+"""Training: the loop (`loop`, run by `lorat-train` and `examples/train.py`) and its parts: arguments, model families,
+data loading, optimisation, precision, checkpoints, progress, run folder, validation."""
 
 from .arguments import (
     DataArguments,
@@ -23,6 +24,8 @@ from .checkpointing import (
     write_json_atomic,
 )
 from .errors import TrainingSetupError
+from .families import LoraTrackerTraining, TrainingFamily, register_training_family, training_family
+from .loop import TrainingRun, train
 from .optimization import WarmupCosineSchedule, build_parameter_groups, create_optimizer, warmup_cosine_lr
 from .precision import cast_for_mixed_precision_, parameter_dtypes, weight_dtype_for
 from .progress import BatchPlan, TrainingProgress, isolated_rng, plan_batches
@@ -63,4 +66,10 @@ __all__ = [
     "export_trained_model",
     "evaluate_loss",
     "evaluate_tracking",
+    "TrainingFamily",
+    "LoraTrackerTraining",
+    "register_training_family",
+    "training_family",
+    "TrainingRun",
+    "train",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,14 +19,18 @@ logger = logging.getLogger(__name__)
 
 @torch.no_grad()
 def evaluate_loss(
-    model: torch.nn.Module, dataloader, accelerator, drop_keys: tuple[str, ...] = ("sample_index",)
+    model: torch.nn.Module,
+    dataloader,
+    accelerator,
+    drop_keys: tuple[str, ...] = ("sample_index",),
+    forward: Callable[[torch.nn.Module, dict], Any] | None = None,
 ) -> dict[str, float]:
     """Mean validation loss terms over every batch of every rank.
 
     Collective: call it on EVERY rank (the criterion averages positives over ranks, and the sums are reduced). The
     dataloader must give each rank the same number of batches (accelerate's `even_batches`, the default). Runs in eval
-    mode under `isolated_rng()`, so it never shifts the training RNG. Returns `val_loss`, `val_cls_loss`,
-    `val_reg_loss`.
+    mode under `isolated_rng()`, so it never shifts the training RNG. `forward(model, batch)` runs a batch (default
+    `model(**batch)`; a model family's `TrainingFamily.forward`). Returns `val_loss`, `val_cls_loss`, `val_reg_loss`.
     """
     was_training = model.training
     model.eval()
@@ -35,7 +41,7 @@ def evaluate_loss(
                 for key in drop_keys:
                     batch.pop(key, None)
                 with accelerator.autocast():
-                    output = model(**batch)
+                    output = model(**batch) if forward is None else forward(model, batch)
                 terms = output.loss_dict
                 totals += torch.stack(
                     [output.loss.detach(), terms["cls_loss"], terms["reg_loss"], torch.ones((), device=totals.device)]

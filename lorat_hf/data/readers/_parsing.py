@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ...video_io import natural_key
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 _SEPARATORS = re.compile(r"[,\s]+")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
@@ -106,11 +108,6 @@ def load_int_values(path: Path, allowed: Iterable[int] | None = None) -> np.ndar
 def check_length(values: np.ndarray, expected: int, path: Path, what: str, reference: str) -> None:
     if len(values) != expected:
         raise ValueError(f"{path} has {len(values)} {what} but {reference} has {expected}.")
-
-
-def natural_key(text: str) -> list:
-    """Sort key that orders ``img2`` before ``img10``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
 def list_images(folder: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
