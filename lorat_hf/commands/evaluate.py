@@ -9,13 +9,15 @@
 `score` reads the ground truth through `lorat_hf.data` and the result files in any layout `results_io` knows (folder or
 zip; pytracking ``<seq>.txt``, GOT-10k ``<seq>/<seq>_001.txt``, TrackingNet substring matching) and scores them
 exactly like the chosen toolkit. Exit status: 0 on success, 1 when the evaluation stops (the message names the
-sequence, the frame and the problem), 2 for bad command-line arguments.
+sequence, the frame and the problem), 2 for bad command-line arguments, 130 when stopped by Ctrl-C (`run` keeps every
+finished sequence; the same command resumes).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -153,15 +155,39 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(args: argparse.Namespace, argv: list[str], error: KeyboardInterrupt) -> int:
+    """Ctrl-C: say what was kept and the command that resumes; exit status 130 like a shell."""
+    from ..evaluation.runner import EvaluationInterrupted
+
+    if args.command != "run":
+        print("lorat-eval: interrupted; no report was written.", file=sys.stderr)
+        return 130
+    if isinstance(error, EvaluationInterrupted):
+        kept = (
+            f"{error.finished} of {error.total} (sequence, run) pairs are finished and kept in {error.output_dir}; "
+            f"sequences being tracked are tracked again from their first frame."
+        )
+    else:
+        kept = f"every finished sequence in {args.output} is kept."
+    print(
+        f"lorat-eval: interrupted; {kept} To resume, run the same command again:\n  {shlex.join(['lorat-eval', *argv])}",
+        file=sys.stderr,
+    )
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `lorat-eval`; returns the exit status."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
         return _score(args) if args.command == "score" else _run(args)
+    except KeyboardInterrupt as error:
+        return _interrupted(args, argv, error)
     except (EvaluationError, ResultFileError, FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
         logger.debug("evaluation failed", exc_info=True)
         print(f"lorat-eval: error: {error}", file=sys.stderr)

@@ -196,6 +196,18 @@ class _Job:
         return self.folder / f"{self.sequence.name}.txt"
 
 
+class EvaluationInterrupted(KeyboardInterrupt):
+    """`run_evaluation` stopped by Ctrl-C (SIGINT, still a `KeyboardInterrupt`): ``finished`` of ``total`` (sequence, run) pairs have result files.
+
+    Every result file is written whole (atomically), so the finished pairs are kept and a rerun with the same settings
+    tracks only the others; the pairs that were being tracked are tracked again from their first frame.
+    """
+
+    def __init__(self, output_dir: Path, finished: int, total: int):
+        super().__init__(f"interrupted with {finished} of {total} (sequence, run) pairs finished in {output_dir}")
+        self.output_dir, self.finished, self.total = output_dir, finished, total
+
+
 def run_folders(output_dir: str | os.PathLike, runs: int) -> list[Path]:
     """Where run ``r`` writes its pytracking-style files: ``results/`` for one run, ``results_001/``... otherwise."""
     output_dir = Path(output_dir)
@@ -249,13 +261,29 @@ def _write_job(job: _Job, tracked) -> None:
     write_pytracking_result(job.folder, sequence.name, boxes, tracked.seconds)
 
 
+def _frame_reader(sequence):
+    """``sequence.frame`` with a missing or undecodable frame turned into an `EvaluationError` saying what to do."""
+
+    def read(index: int) -> np.ndarray:
+        try:
+            return sequence.frame(index)
+        except (OSError, ValueError) as error:
+            raise EvaluationError(
+                f"{sequence.name}: frame {index} cannot be read ({error}). Restore the file (e.g. extract it again "
+                f"from the benchmark archive) and run the same command again; finished sequences are kept."
+            ) from error
+
+    return read
+
+
 def _track_jobs(tracker, jobs: list[_Job], batch_size: int, num_workers: int, progress) -> None:
     """Track the pairs with the engine, ``batch_size`` at a time, writing each one as soon as it is finished."""
     from ..engine import VideoJob, track_videos
 
     by_key = {job.key: job for job in jobs}
     videos = [
-        VideoJob(job.key, len(job.sequence.frame_paths), job.sequence.frame, _init_box(job.sequence)) for job in jobs
+        VideoJob(job.key, len(job.sequence.frame_paths), _frame_reader(job.sequence), _init_box(job.sequence))
+        for job in jobs
     ]
     for tracked in track_videos(
         tracker.backend, tracker.image_processor, videos, batch_size, num_workers, on_frames=progress.update
@@ -389,8 +417,12 @@ def run_evaluation(
         tracker = LoraTracker.from_pretrained(model, device=device or state.device, dtype=dtype, backend=backend)
         show = state.is_main_process if progress is None else progress and state.is_main_process
         total = sum(len(job.sequence.frame_paths) for job in mine)
-        with tqdm(total=total, desc=f"Tracking {dataset}", unit="frame", disable=not show) as bar:
-            _track_jobs(tracker, mine, batch_size, num_workers, bar)
+        try:
+            with tqdm(total=total, desc=f"Tracking {dataset}", unit="frame", disable=not show) as bar:
+                _track_jobs(tracker, mine, batch_size, num_workers, bar)
+        except KeyboardInterrupt:
+            finished = sum(job.done_path.is_file() for job in jobs)
+            raise EvaluationInterrupted(output_dir, finished, len(jobs)) from None
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
