@@ -20,17 +20,6 @@ from .adapters_loratv2 import add_stream_adapters, load_stream_adapters, save_st
 from .assets import default_model_path
 from .configuration_lora_tracker import VARIANTS, LoraTrackerConfig
 from .configuration_loratv2 import LORATV2_VARIANTS, Loratv2Config
-from .data import (
-    SyntheticVideoConfig,
-    TrackingSequence,
-    available_datasets,
-    generate_sequence,
-    load_sequences,
-    load_sequences_from,
-    synthetic_sequences_dataset,
-)
-from .evaluation import EvaluationError, evaluate_sequences, run_evaluation, score_results
-from .hub import build_model_card, load_additional_adapter, push_tracker_to_hub
 from .image_processing_lora_tracker import LoraTrackerImageProcessor
 from .modeling_lora_tracker import LoraTrackerModel, LoraTrackerOutput, LoraTrackerPreTrainedModel
 from .modeling_loratv2 import Loratv2KVCache, Loratv2Model, Loratv2Output, Loratv2PreTrainedModel
@@ -53,6 +42,39 @@ AutoImageProcessor.register(
 )
 AutoProcessor.register(LoraTrackerConfig, LoraTrackerProcessor, exist_ok=True)
 register_pipeline()
+
+# Names whose modules pull in datasets / accelerate / OpenCV load on first use (PEP 562).
+_LAZY_NAMES = {
+    "SyntheticVideoConfig": ".data",
+    "TrackingSequence": ".data",
+    "available_datasets": ".data",
+    "generate_sequence": ".data",
+    "load_sequences": ".data",
+    "load_sequences_from": ".data",
+    "synthetic_sequences_dataset": ".data",
+    "EvaluationError": ".evaluation",
+    "evaluate_sequences": ".evaluation",
+    "run_evaluation": ".evaluation",
+    "score_results": ".evaluation",
+    "build_model_card": ".hub",
+    "load_additional_adapter": ".hub",
+    "push_tracker_to_hub": ".hub",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY_NAMES[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))
+
 
 __all__ = [
     "__version__",
