@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from data_factories import make_generic
 
 import lorat_hf.engine.videos
@@ -111,6 +112,11 @@ def test_an_undecodable_frame_in_a_dataset_folder_names_the_frame_and_keeps_fini
     assert np.isfinite(parse_boxes((output / "results" / "beta.txt").read_text())).all()
 
 
+def disk_full(source, destination):
+    """`os.replace` on a full disk."""
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
 def finished_run(tmp_path: Path, model_dir: Path) -> tuple[list[str], Path]:
     """A complete `lorat-eval run` of two 4-frame sequences; returns its arguments and output folder."""
     make_generic(tmp_path / "G", names=("alpha", "beta"), num_frames=4, size_wh=(64, 48), extension="jpg")
@@ -166,9 +172,6 @@ def test_a_full_disk_while_writing_a_result_is_one_message_and_leaves_the_previo
     (output / "results" / "beta.txt").unlink()  # beta is tracked again and its result written
     kept.pop("beta.txt")
 
-    def disk_full(source, destination):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
     monkeypatch.setattr(os, "replace", disk_full)
     capsys.readouterr()
     assert eval_main(args) == 1
@@ -179,3 +182,36 @@ def test_a_full_disk_while_writing_a_result_is_one_message_and_leaves_the_previo
     assert "a file already there is unchanged. Free some disk space and run again." in err and "Traceback" not in err
     now = {path.name: path.read_bytes() for path in output.rglob("*") if path.is_file()}
     assert now == kept  # nothing half-written: no temporary files, the older files unchanged
+
+
+def test_a_truncated_training_checkpoint_is_skipped_by_latest_and_refused_by_name(tmp_path, caplog, monkeypatch):
+    from safetensors.torch import save_file
+
+    from lorat_hf.training import TrainingSetupError
+    from lorat_hf.training.checkpointing import mark_checkpoint_complete, resolve_checkpoint
+
+    checkpoints = tmp_path / "checkpoints"
+    for step in (10, 20):
+        folder = checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        save_file({"weight": torch.full((64, 64), float(step))}, folder / "trainable_model.safetensors")
+        mark_checkpoint_complete(folder, step)
+    newest = checkpoints / "checkpoint-20" / "trainable_model.safetensors"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a truncated copy
+
+    with caplog.at_level("WARNING"):
+        assert resolve_checkpoint("latest", checkpoints) == checkpoints / "checkpoint-10"
+    assert "Ignoring incomplete checkpoints (interrupted while saving): checkpoint-20" in caplog.text
+    with pytest.raises(TrainingSetupError, match=r"checkpoint-20' is incomplete: .* Resume from 'latest'"):
+        resolve_checkpoint(str(checkpoints / "checkpoint-20"), checkpoints)
+
+    # a full disk while the next checkpoint is marked complete: one error naming the marker; `latest` is unchanged
+    folder = checkpoints / "checkpoint-30"
+    folder.mkdir()
+    save_file({"weight": torch.zeros(4)}, folder / "trainable_model.safetensors")
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match=r"Could not write .*checkpoint_complete.json .*Free some disk space"):
+        mark_checkpoint_complete(folder, 30)
+    monkeypatch.undo()
+    assert sorted(p.name for p in folder.iterdir()) == ["trainable_model.safetensors"]
+    assert resolve_checkpoint("latest", checkpoints) == checkpoints / "checkpoint-10"
