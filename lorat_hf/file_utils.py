@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -47,6 +48,15 @@ def write_text_atomic(
                 stream.flush()
                 os.fsync(stream.fileno())
         move_into_place(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if error.errno is None:
+            raise
+        hint = " Free some disk space and run again." if error.errno == errno.ENOSPC else ""
+        raise OSError(
+            error.errno,
+            f"Could not write {path} ({error.strerror or error}); a file already there is unchanged.{hint}",
+        ) from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

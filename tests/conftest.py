@@ -30,6 +30,19 @@ def tiny_tracker_config():
     return tiny_config()
 
 
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A saved tiny random tracker (seed 0), shared by the tests of a module."""
+    import torch
+
+    from lorat_hf import LoraTrackerModel
+
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    torch.manual_seed(0)
+    LoraTrackerModel(tiny_config()).save_pretrained(path)
+    return path
+
+
 def run_in_process_group(
     command: list[str], cwd: str | os.PathLike, env: dict[str, str], timeout: float
 ) -> subprocess.CompletedProcess:

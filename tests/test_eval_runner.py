@@ -12,12 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import tiny_config
 from data_factories import make_generic, make_got10k
 
 import lorat_hf.engine.videos
-from lorat_hf import LoraTrackerModel
 from lorat_hf.commands.evaluate import main
 from lorat_hf.data import TrackingSequence
 from lorat_hf.engine import TrackedVideo
@@ -26,14 +23,6 @@ from lorat_hf.evaluation.runner import _Job, _write_job
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ("walk", "car2", "car10")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    torch.manual_seed(0)
-    LoraTrackerModel(tiny_config()).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         return _score(args) if args.command == "score" else _run(args)
     except KeyboardInterrupt as error:
         return _interrupted(args, argv, error)
-    except (EvaluationError, ResultFileError, FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
+    except (EvaluationError, ResultFileError, OSError, ValueError, ImportError) as error:
         logger.debug("evaluation failed", exc_info=True)
         print(f"lorat-eval: error: {error}", file=sys.stderr)
         return 1

@@ -29,6 +29,7 @@ from .plots import save_plots
 from .protocols import PROTOCOLS, EvaluationError, SequenceData, default_protocol, evaluate_sequences
 from .report import build_report, format_table, write_report
 from .results_io import (
+    ResultFileError,
     SequenceResults,
     load_results,
     parse_boxes,
@@ -230,6 +231,26 @@ def _check_run_config(output_dir: Path, config: dict[str, Any], is_main: bool) -
         write_text_atomic(path, json.dumps(config, indent=2) + "\n")
 
 
+def _is_finished(job: _Job) -> bool:
+    """Whether the pair has its result file; one that is not a box per frame stops the run, naming the file."""
+    path = job.done_path
+    if not path.is_file():
+        return False
+    try:
+        problem = None
+        num_boxes = len(parse_boxes(path.read_text(), str(path)))
+        if num_boxes != len(job.sequence.frame_paths):
+            problem = f"{num_boxes} boxes for {len(job.sequence.frame_paths)} frames"
+    except (ResultFileError, UnicodeDecodeError) as error:
+        problem = str(error).removeprefix(f"{path}: ").rstrip(".")
+    if problem is not None:
+        raise EvaluationError(
+            f"The result file {path} is damaged ({problem}). Delete it and run the same command again: that sequence "
+            f"is tracked again, the others are kept."
+        )
+    return True
+
+
 def _assign(jobs: list[_Job], num_processes: int, process_index: int) -> list[_Job]:
     """Deterministic split balanced by frame count: longest pair first, to the least loaded process."""
     loads = [0] * num_processes
@@ -406,7 +427,7 @@ def run_evaluation(
         _init_box(sequence)
     folders = run_folders(output_dir, runs)
     jobs = [_Job(s, r, folders[r]) for r in range(runs) for s in sequences]
-    pending = [job for job in jobs if not job.done_path.is_file()]
+    pending = [job for job in jobs if not _is_finished(job)]
     state.wait_for_everyone()  # every process has listed the pending pairs before anyone writes
     mine = _assign(pending, state.num_processes, state.process_index)
     logger.info(
