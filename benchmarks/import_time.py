@@ -68,7 +68,7 @@ def to_markdown(baseline: str, runs: dict[str, list[int]], heavy: dict[str, list
     lines = [
         '## Import time (`python -X importtime -c "import lorat_hf"`)',
         "",
-        f"2-core CPU, shared. {conditions}. Cumulative `lorat_hf` time, median of {len(runs['this tree'])} fresh "
+        f"2-core CPU, shared. {conditions}. Cumulative `lorat_hf` time, median of {len(runs[baseline])} fresh "
         "interpreters each, the two candidates alternating (`python benchmarks/import_time.py`). Runs (µs): "
         + "; ".join(f"{name} {' / '.join(map(str, values))}" for name, values in runs.items())
         + ".",
@@ -89,6 +89,7 @@ def to_markdown(baseline: str, runs: dict[str, list[int]], heavy: dict[str, list
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", default="main", help="git revision to compare against (default: main)")
+    parser.add_argument("--label", default="this tree", help="the name of the working tree's row in the table")
     parser.add_argument("--runs", type=int, default=3, help="fresh interpreters per candidate (default: 3)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/RESULTS.md as is")
     args = parser.parse_args(argv)
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="lorat_import_time_") as folder:
         export_package(baseline, Path(folder))
-        candidates = {baseline: Path(folder), "this tree": REPO}
+        candidates = {baseline: Path(folder), args.label: REPO}
         runs: dict[str, list[int]] = {name: [] for name in candidates}
         heavy: dict[str, list[str]] = {}
         for run in range(args.runs):
