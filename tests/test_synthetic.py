@@ -20,7 +20,7 @@ from lorat_hf.data import (
     write_generic_layout,
     write_lasot_layout,
 )
-from lorat_hf.data.synthetic import _Layer
+from lorat_hf.data.synthetic.drawing import Layer
 
 SMALL = dict(frame_size=(96, 72), num_frames=24, keyframe_interval=6)
 
@@ -102,7 +102,7 @@ def test_mask_matches_the_pixels_the_target_changes():
     video = SyntheticVideo(config, 5)
     frames = [video.render_frame(t, return_mask=True) for t in range(0, 24, 4)]
     away = video.target.boxes + [1000.0, 1000.0, 1000.0, 1000.0]
-    video.target = _Layer(video.target.texture, away, corner=video.target.corner)
+    video.target = Layer(video.target.texture, away, corner=video.target.corner)
     for index, t in enumerate(range(0, 24, 4)):
         frame, mask = frames[index]
         visible = mask * video.occlusion_transmittance(t)
