@@ -17,13 +17,16 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 from .file_utils import move_into_place, temporary_sibling
+
+if TYPE_CHECKING:
+    import cv2
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +256,8 @@ class VideoReader:
             self._first_frame = read_image_rgb(self._files[0])
             kind, fps, count = "folder", None, len(self._files)
         else:
+            import cv2
+
             kind = "camera" if isinstance(self.source, int) else ("stream" if "://" in self.source else "file")
             self._capture = cv2.VideoCapture(self.source)
             if not self._capture.isOpened():
@@ -400,6 +405,8 @@ class VideoWriter:
         frame_rgb = np.asarray(frame_rgb)
         if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
             raise ValueError(f"Frames must be (height, width, 3) uint8 RGB, got {frame_rgb.shape} {frame_rgb.dtype}.")
+        import cv2
+
         height, width = frame_rgb.shape[:2]
         if self._writer is None:
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
@@ -454,6 +461,8 @@ def draw_box(
     thickness: int = 2,
 ) -> np.ndarray:
     """A copy of an RGB frame with a box (pixels, continuous `xyxy`) and an optional `"label score"` caption drawn."""
+    import cv2
+
     canvas = np.ascontiguousarray(frame_rgb).copy()
     box = np.asarray(box_xyxy, dtype=np.float64)
     if box.shape != (4,) or not np.all(np.isfinite(box)):
