@@ -283,14 +283,7 @@ def build_model_card(
         tags: extra tags (the required ones are always present).
     """
     loratv2 = getattr(config, "model_type", None) == "loratv2"
-    if isinstance(peft_config, PeftConfig):
-        peft_config = peft_config.to_dict()
-    if peft_config is None and adapter and not loratv2:
-        peft_config = get_peft_config(config).to_dict()
-    if num_parameters is None:
-        if loratv2:
-            raise ValueError("Pass num_parameters=(total, trainable) for a LoRATv2 card.")
-        num_parameters = count_tracker_parameters(config, peft_config)
+    details = _details(config, base_model, adapter, peft_config, num_parameters)
     if training is None and train_config is not None:
         training = training_rows_from_train_config(train_config)
     results = _as_results(eval_results)
@@ -307,10 +300,7 @@ def build_model_card(
         eval_results=[e for r in results for e in r.to_eval_results()] or None,
     )
     if description is None:
-        kind = ("stream LoRA adapters" if loratv2 else "LoRA adapter") if adapter else "merged checkpoint"
-        variant = f" (variant {config.variant})" if config.variant else ""
-        family = "LoRATv2" if loratv2 else "LoRAT"
-        description = f"A {family} single-object tracker{variant}: a {kind} for the frozen DINOv2 `{base_model}`."
+        description = _default_description(config, base_model, adapter)
     return ModelCard.from_template(
         card_data,
         template_str=_template_text(),
@@ -320,11 +310,7 @@ def build_model_card(
         adapter=adapter,
         description=description.strip(),
         loratv2=loratv2,
-        details=(
-            _loratv2_details_rows(config, base_model, num_parameters, adapter)
-            if loratv2
-            else _details_rows(config, base_model, peft_config, num_parameters, adapter)
-        ),
+        details=details,
         training=list(training or []),
         train_config_json=json.dumps(train_config, indent=2, sort_keys=True) if train_config else None,
         conversion=conversion.strip() if conversion else None,
@@ -338,6 +324,35 @@ def build_model_card(
         paper_url=LORATV2_PAPER_URL if loratv2 else PAPER_URL,
         code_url=CODE_URL,
     )
+
+
+def _details(
+    config: LoraTrackerConfig,
+    base_model: str,
+    adapter: bool,
+    peft_config: PeftConfig | Mapping[str, Any] | None,
+    num_parameters: tuple[int, int] | None,
+) -> list[tuple[str, str]]:
+    """The card's model details rows; parameters are counted on the meta device when not given (LoRAT only)."""
+    if getattr(config, "model_type", None) == "loratv2":
+        if num_parameters is None:
+            raise ValueError("Pass num_parameters=(total, trainable) for a LoRATv2 card.")
+        return _loratv2_details_rows(config, base_model, num_parameters, adapter)
+    if isinstance(peft_config, PeftConfig):
+        peft_config = peft_config.to_dict()
+    if peft_config is None and adapter:
+        peft_config = get_peft_config(config).to_dict()
+    if num_parameters is None:
+        num_parameters = count_tracker_parameters(config, peft_config)
+    return _details_rows(config, base_model, peft_config, num_parameters, adapter)
+
+
+def _default_description(config: LoraTrackerConfig, base_model: str, adapter: bool) -> str:
+    loratv2 = getattr(config, "model_type", None) == "loratv2"
+    kind = ("stream LoRA adapters" if loratv2 else "LoRA adapter") if adapter else "merged checkpoint"
+    variant = f" (variant {config.variant})" if config.variant else ""
+    family = "LoRATv2" if loratv2 else "LoRAT"
+    return f"A {family} single-object tracker{variant}: a {kind} for the frozen DINOv2 `{base_model}`."
 
 
 def validate_model_card(card: ModelCard, adapter: bool | None = None, base_model: str | None = None) -> None:

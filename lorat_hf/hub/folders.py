@@ -101,99 +101,16 @@ def inspect_tracker_folder(folder: str | os.PathLike) -> TrackerFolder:
             f"{str(path)!r} is not a folder. Pass the folder written by training or lorat_hf.convert."
         )
     names = {p.name for p in path.iterdir()}
-    problems: list[str] = []
-
-    if TRACKER_CONFIG_NAME not in names:
-        raise TrackerFolderError(
-            f"{path} has no {TRACKER_CONFIG_NAME} (the tracker config). An adapter folder holds {ADAPTER_CONFIG_NAME}, "
-            f"{ADAPTER_WEIGHTS_NAME} and {TRACKER_CONFIG_NAME} (save it with lorat_hf.adapters.save_adapter_folder)."
-        )
-    raw_config = _read_json(path / TRACKER_CONFIG_NAME, "tracker config")
-    if isinstance(raw_config, dict) and raw_config.get("model_type") == "loratv2":
-        raise TrackerFolderError(
-            f"{path} is a LoRATv2 folder, which lorat-push does not publish yet. Upload it as it is with "
-            "huggingface_hub (`hf upload <repo-id> <folder>`): `config.json`, the backbone it names and one peft "
-            "adapter per stream subfolder (or `model.safetensors`) are all `LoraTracker.from_pretrained` needs."
-        )
-    if not isinstance(raw_config, dict) or raw_config.get("model_type") != LoraTrackerConfig.model_type:
-        found = raw_config.get("model_type") if isinstance(raw_config, dict) else type(raw_config).__name__
-        raise TrackerFolderError(
-            f"{path / TRACKER_CONFIG_NAME} is not a lorat_hf tracker config (model_type {found!r}, expected "
-            f"{LoraTrackerConfig.model_type!r})."
-        )
-    try:
-        config = LoraTrackerConfig.from_json_file(str(path / TRACKER_CONFIG_NAME))
-    except Exception as error:
-        raise TrackerFolderError(
-            f"{path / TRACKER_CONFIG_NAME} cannot be read as a tracker config: {error}"
-        ) from error
-
-    adapter_files = [n for n in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME) if n in names]
-    shards = sorted(n for n in names if _SHARD_PATTERN.match(n))
-    merged_files = [n for n in (MERGED_WEIGHTS_NAME, MERGED_INDEX_NAME) if n in names] + shards
-    adapter_config = None
-    if adapter_files and merged_files:
-        raise TrackerFolderError(
-            f"{path} holds both adapter files {adapter_files} and merged weights {merged_files}; publish one kind per "
-            "folder (copy the one you want into a new folder)."
-        )
-    if adapter_files:
-        kind, weight_files = "adapter", [ADAPTER_WEIGHTS_NAME]
-        for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME):
-            if name not in names:
-                problems.append(
-                    f"missing {name} (an adapter folder needs {ADAPTER_CONFIG_NAME} and {ADAPTER_WEIGHTS_NAME})"
-                )
-        if ADAPTER_CONFIG_NAME in names:
-            adapter_config = _read_json(path / ADAPTER_CONFIG_NAME, "adapter config")
-            problems.extend(_adapter_config_problems(adapter_config, config, path / ADAPTER_CONFIG_NAME))
-        if ADAPTER_WEIGHTS_NAME in names:
-            problem = _safetensors_problem(path / ADAPTER_WEIGHTS_NAME)
-            problems.extend([problem] if problem else [])
-    elif merged_files:
-        kind = "merged"
-        weight_files = merged_files
-        if MERGED_INDEX_NAME in names:
-            index = _read_json(path / MERGED_INDEX_NAME, "weight index")
-            listed = sorted(set((index.get("weight_map") or {}).values())) if isinstance(index, dict) else []
-            absent = [n for n in listed if n not in names]
-            if not listed or absent:
-                problems.append(f"{MERGED_INDEX_NAME} lists missing shards {absent or '(none listed)'}")
-            weight_files = [MERGED_INDEX_NAME, *listed]
-        for name in weight_files:
-            if name.endswith(".safetensors") and name in names:
-                problem = _safetensors_problem(path / name)
-                problems.extend([problem] if problem else [])
-    else:
-        raise TrackerFolderError(
-            f"{path} holds no weights: expected {ADAPTER_CONFIG_NAME} + {ADAPTER_WEIGHTS_NAME} (adapter) or "
-            f"{MERGED_WEIGHTS_NAME} (merged model). Found: {sorted(names)}."
-        )
-
+    config = _read_tracker_config(path, names)
+    kind, weight_files, adapter_config, problems = _inspect_weights(path, names, config)
     has_preprocessor = PREPROCESSOR_CONFIG_NAME in names
     if has_preprocessor:
         problems.extend(
             _preprocessor_problems(_read_json(path / PREPROCESSOR_CONFIG_NAME, "preprocessor config"), config)
         )
-    train_config = None
-    if TRAIN_CONFIG_NAME in names:
-        train_config = _read_json(path / TRAIN_CONFIG_NAME, "training config")
-        if not isinstance(train_config, dict):
-            problems.append(f"{TRAIN_CONFIG_NAME} must hold a JSON object")
-            train_config = None
-        else:
-            secrets = _find_credentials(train_config)
-            if secrets:
-                problems.append(
-                    f"{TRAIN_CONFIG_NAME} holds credential-like fields {secrets}: remove them before publishing"
-                )
-    eval_results = None
-    if EVAL_RESULTS_NAME in names:
-        eval_results = _read_json(path / EVAL_RESULTS_NAME, "evaluation results")
-        try:
-            _as_results(eval_results if isinstance(eval_results, list) else [eval_results])
-        except ValueError as error:
-            problems.append(f"{EVAL_RESULTS_NAME}: {error}")
+    train_config, train_config_problems = _read_train_config(path, names)
+    eval_results, eval_results_problems = _read_eval_results(path, names)
+    problems.extend([*train_config_problems, *eval_results_problems])
     if problems:
         raise TrackerFolderError(f"{path} cannot be published:\n  - " + "\n  - ".join(problems))
 
@@ -213,6 +130,122 @@ def inspect_tracker_folder(folder: str | os.PathLike) -> TrackerFolder:
         plots=plots,
         left_out=left_out,
     )
+
+
+def _read_tracker_config(path: Path, names: set[str]) -> LoraTrackerConfig:
+    """The tracker config of a folder; `TrackerFolderError` when it is missing or not a LoRAT tracker config."""
+    if TRACKER_CONFIG_NAME not in names:
+        raise TrackerFolderError(
+            f"{path} has no {TRACKER_CONFIG_NAME} (the tracker config). An adapter folder holds {ADAPTER_CONFIG_NAME}, "
+            f"{ADAPTER_WEIGHTS_NAME} and {TRACKER_CONFIG_NAME} (save it with lorat_hf.adapters.save_adapter_folder)."
+        )
+    raw_config = _read_json(path / TRACKER_CONFIG_NAME, "tracker config")
+    if isinstance(raw_config, dict) and raw_config.get("model_type") == "loratv2":
+        raise TrackerFolderError(
+            f"{path} is a LoRATv2 folder, which lorat-push does not publish yet. Upload it as it is with "
+            "huggingface_hub (`hf upload <repo-id> <folder>`): `config.json`, the backbone it names and one peft "
+            "adapter per stream subfolder (or `model.safetensors`) are all `LoraTracker.from_pretrained` needs."
+        )
+    if not isinstance(raw_config, dict) or raw_config.get("model_type") != LoraTrackerConfig.model_type:
+        found = raw_config.get("model_type") if isinstance(raw_config, dict) else type(raw_config).__name__
+        raise TrackerFolderError(
+            f"{path / TRACKER_CONFIG_NAME} is not a lorat_hf tracker config (model_type {found!r}, expected "
+            f"{LoraTrackerConfig.model_type!r})."
+        )
+    try:
+        return LoraTrackerConfig.from_json_file(str(path / TRACKER_CONFIG_NAME))
+    except Exception as error:
+        raise TrackerFolderError(
+            f"{path / TRACKER_CONFIG_NAME} cannot be read as a tracker config: {error}"
+        ) from error
+
+
+def _inspect_weights(
+    path: Path, names: set[str], config: LoraTrackerConfig
+) -> tuple[str, list[str], dict[str, Any] | None, list[str]]:
+    """`(kind, weight files, adapter config, problems)` of a folder's weights: an adapter or a merged model."""
+    adapter_files = [n for n in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME) if n in names]
+    shards = sorted(n for n in names if _SHARD_PATTERN.match(n))
+    merged_files = [n for n in (MERGED_WEIGHTS_NAME, MERGED_INDEX_NAME) if n in names] + shards
+    if adapter_files and merged_files:
+        raise TrackerFolderError(
+            f"{path} holds both adapter files {adapter_files} and merged weights {merged_files}; publish one kind per "
+            "folder (copy the one you want into a new folder)."
+        )
+    if adapter_files:
+        adapter_config, problems = _inspect_adapter(path, names, config)
+        return "adapter", [ADAPTER_WEIGHTS_NAME], adapter_config, problems
+    if merged_files:
+        weight_files, problems = _inspect_merged_weights(path, names, merged_files)
+        return "merged", weight_files, None, problems
+    raise TrackerFolderError(
+        f"{path} holds no weights: expected {ADAPTER_CONFIG_NAME} + {ADAPTER_WEIGHTS_NAME} (adapter) or "
+        f"{MERGED_WEIGHTS_NAME} (merged model). Found: {sorted(names)}."
+    )
+
+
+def _inspect_adapter(
+    path: Path, names: set[str], config: LoraTrackerConfig
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """`(adapter config, problems)` of an adapter folder's peft files."""
+    problems = [
+        f"missing {name} (an adapter folder needs {ADAPTER_CONFIG_NAME} and {ADAPTER_WEIGHTS_NAME})"
+        for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME)
+        if name not in names
+    ]
+    adapter_config = None
+    if ADAPTER_CONFIG_NAME in names:
+        adapter_config = _read_json(path / ADAPTER_CONFIG_NAME, "adapter config")
+        problems.extend(_adapter_config_problems(adapter_config, config, path / ADAPTER_CONFIG_NAME))
+    if ADAPTER_WEIGHTS_NAME in names:
+        problem = _safetensors_problem(path / ADAPTER_WEIGHTS_NAME)
+        problems.extend([problem] if problem else [])
+    return adapter_config, problems
+
+
+def _inspect_merged_weights(path: Path, names: set[str], merged_files: list[str]) -> tuple[list[str], list[str]]:
+    """`(weight files to publish, problems)` of a merged model: one file, or shards listed by their index."""
+    problems = []
+    weight_files = merged_files
+    if MERGED_INDEX_NAME in names:
+        index = _read_json(path / MERGED_INDEX_NAME, "weight index")
+        listed = sorted(set((index.get("weight_map") or {}).values())) if isinstance(index, dict) else []
+        absent = [n for n in listed if n not in names]
+        if not listed or absent:
+            problems.append(f"{MERGED_INDEX_NAME} lists missing shards {absent or '(none listed)'}")
+        weight_files = [MERGED_INDEX_NAME, *listed]
+    for name in weight_files:
+        if name.endswith(".safetensors") and name in names:
+            problem = _safetensors_problem(path / name)
+            problems.extend([problem] if problem else [])
+    return weight_files, problems
+
+
+def _read_train_config(path: Path, names: set[str]) -> tuple[dict[str, Any] | None, list[str]]:
+    """`(train_config.json or None, problems)`: it must be an object without credential-like fields."""
+    if TRAIN_CONFIG_NAME not in names:
+        return None, []
+    train_config = _read_json(path / TRAIN_CONFIG_NAME, "training config")
+    if not isinstance(train_config, dict):
+        return None, [f"{TRAIN_CONFIG_NAME} must hold a JSON object"]
+    secrets = _find_credentials(train_config)
+    if secrets:
+        return train_config, [
+            f"{TRAIN_CONFIG_NAME} holds credential-like fields {secrets}: remove them before publishing"
+        ]
+    return train_config, []
+
+
+def _read_eval_results(path: Path, names: set[str]) -> tuple[Any, list[str]]:
+    """`(eval_results.json or None, problems)`: it must hold lorat-eval reports."""
+    if EVAL_RESULTS_NAME not in names:
+        return None, []
+    eval_results = _read_json(path / EVAL_RESULTS_NAME, "evaluation results")
+    try:
+        _as_results(eval_results if isinstance(eval_results, list) else [eval_results])
+    except ValueError as error:
+        return eval_results, [f"{EVAL_RESULTS_NAME}: {error}"]
+    return eval_results, []
 
 
 def _adapter_config_problems(adapter_config: Any, config: LoraTrackerConfig, where: Path) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import HfApi, ModelCard
+from huggingface_hub import CommitInfo, HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 from peft import PeftModel
 
@@ -34,7 +34,7 @@ from .common import (
     _is_hub_id,
     _read_json,
 )
-from .folders import inspect_tracker_folder, resolve_base_model
+from .folders import TrackerFolder, inspect_tracker_folder, resolve_base_model
 from .results import _as_results, benchmark_names
 
 logger = logging.getLogger(__name__)
@@ -127,55 +127,12 @@ def assemble_upload_folder(
     output_dir = Path(output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"{output_dir} exists and is not an empty folder; choose a new output folder.")
-    extra_names = [Path(p).name for p in [*eval_reports, *plots]]
-    duplicates = sorted({n for n in extra_names if extra_names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"Several evaluation files are named {duplicates}; rename them (they all go to {EVAL_DIR}/).")
-    for plot in plots:
-        if not str(plot).lower().endswith(".png") or not os.path.isfile(plot):
-            raise FileNotFoundError(f"Plot {str(plot)!r} is not an existing .png file.")
-    reports: list[Any] = []
-    for source in ([info.eval_results] if info.eval_results is not None else []) + [
-        _read_json(path, "evaluation report") for path in eval_reports
-    ]:
-        reports.extend(source if isinstance(source, list) else [source])
-    _as_results(reports)  # every report must be a readable lorat-eval report, even under a given card
+    reports = _read_reports(info, eval_reports, plots)
     card = _load_card(model_card) if model_card is not None else None
 
     with staged_directory(output_dir) as staging:
-        for name in info.weight_files:
-            _link_or_copy(info.path / name, staging / name)
-        raw_config = _read_json(info.path / TRACKER_CONFIG_NAME, "tracker config")
-        if raw_config.get("backbone_name_or_path") != hub_id:
-            logger.info("config.json: backbone_name_or_path %r -> %r", raw_config.get("backbone_name_or_path"), hub_id)
-            raw_config["backbone_name_or_path"] = hub_id
-        _write_json(staging / TRACKER_CONFIG_NAME, raw_config)
-        config = LoraTrackerConfig.from_json_file(str(staging / TRACKER_CONFIG_NAME))
-        if info.adapter_config is not None:
-            adapter_config = dict(info.adapter_config)
-            if adapter_config.get("base_model_name_or_path") != hub_id:
-                logger.info(
-                    "adapter_config.json: base_model_name_or_path %r -> %r",
-                    adapter_config.get("base_model_name_or_path"),
-                    hub_id,
-                )
-                adapter_config["base_model_name_or_path"] = hub_id
-            _write_json(staging / ADAPTER_CONFIG_NAME, adapter_config)
-        if info.has_preprocessor_config:
-            shutil.copy2(info.path / PREPROCESSOR_CONFIG_NAME, staging / PREPROCESSOR_CONFIG_NAME)
-        else:
-            from ..image_processing_lora_tracker import LoraTrackerImageProcessor
-
-            logger.info("No %s in %s: writing one from the tracker config.", PREPROCESSOR_CONFIG_NAME, info.path)
-            LoraTrackerImageProcessor.from_tracker_config(config).save_pretrained(str(staging))
-        for name in [TRAIN_CONFIG_NAME, EVAL_RESULTS_NAME, *info.plots]:
-            if (info.path / name).is_file():
-                shutil.copy2(info.path / name, staging / name)
-        for extra in [*eval_reports, *plots]:
-            (staging / EVAL_DIR).mkdir(exist_ok=True)
-            shutil.copy2(extra, staging / EVAL_DIR / Path(extra).name)
-        plot_paths = [*info.plots, *(f"{EVAL_DIR}/{Path(p).name}" for p in plots)]
-
+        _stage_files(info, staging, [*eval_reports, *plots])
+        config = _stage_configs(info, staging, hub_id)
         adapter = info.kind == "adapter"
         if card is None:
             card = build_model_card(
@@ -189,7 +146,7 @@ def assemble_upload_folder(
                 eval_results=reports,
                 datasets=_hub_datasets(info.train_config),
                 license=license,
-                plots=plot_paths,
+                plots=[*info.plots, *(f"{EVAL_DIR}/{Path(p).name}" for p in plots)],
             )
             if (info.path / CARD_NAME).is_file():
                 logger.info("Replacing %s (peft's or an older card) with a generated card.", info.path / CARD_NAME)
@@ -200,6 +157,67 @@ def assemble_upload_folder(
     if info.left_out:
         logger.info("Not published from %s: %s", info.path, ", ".join(info.left_out))
     return AssembledFolder(output_dir, info.kind, hub_id, files, card, info.left_out)
+
+
+def _read_reports(
+    info: TrackerFolder, eval_reports: Sequence[str | os.PathLike], plots: Sequence[str | os.PathLike]
+) -> list[Any]:
+    """The folder's and the extra lorat-eval reports, checked (even under a given card), and the plots checked."""
+    extra_names = [Path(p).name for p in [*eval_reports, *plots]]
+    duplicates = sorted({n for n in extra_names if extra_names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"Several evaluation files are named {duplicates}; rename them (they all go to {EVAL_DIR}/).")
+    for plot in plots:
+        if not str(plot).lower().endswith(".png") or not os.path.isfile(plot):
+            raise FileNotFoundError(f"Plot {str(plot)!r} is not an existing .png file.")
+    reports: list[Any] = []
+    for source in ([info.eval_results] if info.eval_results is not None else []) + [
+        _read_json(path, "evaluation report") for path in eval_reports
+    ]:
+        reports.extend(source if isinstance(source, list) else [source])
+    _as_results(reports)
+    return reports
+
+
+def _stage_configs(info: TrackerFolder, staging: Path, hub_id: str) -> LoraTrackerConfig:
+    """Write the tracker and adapter configs naming the backbone `hub_id`, and the preprocessor config; return the
+    tracker config as written."""
+    raw_config = _read_json(info.path / TRACKER_CONFIG_NAME, "tracker config")
+    if raw_config.get("backbone_name_or_path") != hub_id:
+        logger.info("config.json: backbone_name_or_path %r -> %r", raw_config.get("backbone_name_or_path"), hub_id)
+        raw_config["backbone_name_or_path"] = hub_id
+    _write_json(staging / TRACKER_CONFIG_NAME, raw_config)
+    config = LoraTrackerConfig.from_json_file(str(staging / TRACKER_CONFIG_NAME))
+    if info.adapter_config is not None:
+        adapter_config = dict(info.adapter_config)
+        if adapter_config.get("base_model_name_or_path") != hub_id:
+            logger.info(
+                "adapter_config.json: base_model_name_or_path %r -> %r",
+                adapter_config.get("base_model_name_or_path"),
+                hub_id,
+            )
+            adapter_config["base_model_name_or_path"] = hub_id
+        _write_json(staging / ADAPTER_CONFIG_NAME, adapter_config)
+    if info.has_preprocessor_config:
+        shutil.copy2(info.path / PREPROCESSOR_CONFIG_NAME, staging / PREPROCESSOR_CONFIG_NAME)
+    else:
+        from ..image_processing_lora_tracker import LoraTrackerImageProcessor
+
+        logger.info("No %s in %s: writing one from the tracker config.", PREPROCESSOR_CONFIG_NAME, info.path)
+        LoraTrackerImageProcessor.from_tracker_config(config).save_pretrained(str(staging))
+    return config
+
+
+def _stage_files(info: TrackerFolder, staging: Path, eval_files: Sequence[str | os.PathLike]) -> None:
+    """Link or copy the weights, training config, evaluation results and plots; `eval_files` go to `eval/`."""
+    for name in info.weight_files:
+        _link_or_copy(info.path / name, staging / name)
+    for name in [TRAIN_CONFIG_NAME, EVAL_RESULTS_NAME, *info.plots]:
+        if (info.path / name).is_file():
+            shutil.copy2(info.path / name, staging / name)
+    for extra in eval_files:
+        (staging / EVAL_DIR).mkdir(exist_ok=True)
+        shutil.copy2(extra, staging / EVAL_DIR / Path(extra).name)
 
 
 def _hub_datasets(train_config: Mapping[str, Any] | None) -> list[str] | None:
@@ -353,40 +371,53 @@ def push_tracker_to_hub(
         )
         if dry_run:
             return result
-        api = HfApi(token=token)
-        try:
-            try:
-                assembled.card.validate()  # the Hub's own metadata check
-            except ValueError as error:
-                raise ModelCardError(f"The Hub rejected the model card metadata: {error}") from error
-            api.create_repo(repo_id, private=private, exist_ok=True)
-            if private and not api.repo_info(repo_id).private:
-                logger.warning(
-                    "%s already exists and is public: `private` only applies to new repositories. Change the "
-                    "visibility in the repository settings if it must be private.",
-                    repo_id,
-                )
-            if revision is not None:
-                api.create_branch(repo_id, branch=revision, exist_ok=True)
-            logger.info("Uploading %d files to %s (%s)", len(assembled.files), repo_id, result.revision)
-            commit = api.upload_folder(
-                repo_id=repo_id,
-                folder_path=str(assembled.path),
-                commit_message=commit_message or "Upload LoRAT tracker",
-                revision=revision,
-                allow_patterns=UPLOAD_PATTERNS,
-                delete_patterns=MANAGED_REMOTE_PATTERNS,
-            )
-        except HfHubHTTPError as error:
-            raise _hub_error(error, repo_id) from error
-        except ModelCardError:
-            raise
-        except Exception as error:
-            if isinstance(error, OSError) or _is_transport_error(error):
-                raise _hub_error(error, repo_id) from error
-            raise
+        commit = _upload_folder(assembled, repo_id, revision, private, token, commit_message)
     result.commit_url, result.commit_oid = commit.commit_url, commit.oid
     return result
+
+
+def _upload_folder(
+    assembled: AssembledFolder,
+    repo_id: str,
+    revision: str | None,
+    private: bool,
+    token: str | bool | None,
+    commit_message: str | None,
+) -> CommitInfo:
+    """Create the repo (and branch) if missing and upload `assembled` as one commit; Hub failures become
+    `HubPublishError`, a card the Hub's own check refuses `ModelCardError`."""
+    api = HfApi(token=token)
+    try:
+        try:
+            assembled.card.validate()  # the Hub's own metadata check
+        except ValueError as error:
+            raise ModelCardError(f"The Hub rejected the model card metadata: {error}") from error
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if private and not api.repo_info(repo_id).private:
+            logger.warning(
+                "%s already exists and is public: `private` only applies to new repositories. Change the "
+                "visibility in the repository settings if it must be private.",
+                repo_id,
+            )
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        logger.info("Uploading %d files to %s (%s)", len(assembled.files), repo_id, revision or "main")
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(assembled.path),
+            commit_message=commit_message or "Upload LoRAT tracker",
+            revision=revision,
+            allow_patterns=UPLOAD_PATTERNS,
+            delete_patterns=MANAGED_REMOTE_PATTERNS,
+        )
+    except HfHubHTTPError as error:
+        raise _hub_error(error, repo_id) from error
+    except ModelCardError:
+        raise
+    except Exception as error:
+        if isinstance(error, OSError) or _is_transport_error(error):
+            raise _hub_error(error, repo_id) from error
+        raise
 
 
 __all__ = [
