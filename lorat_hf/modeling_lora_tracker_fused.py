@@ -4,7 +4,8 @@ transformers' `Dinov2Layer` computes q, k and v with three `D -> D` matrix multi
 `D -> 3D` multiply, which is faster at every batch size (fewer, larger GEMMs and one read of the activations). SwiGLU
 MLPs likewise get one `D -> 2H` gate/up multiply. `fuse_for_inference(model)` swaps every encoder layer of a merged
 tracker for a `FusedDinov2Layer` in place; the arithmetic is the same (concatenated weights), so the outputs agree with
-the unfused model to float rounding.
+the unfused model to float rounding. A merged `Loratv2Model` is fused the same way, one fused copy per stream expert
+(`lorat_hf.modeling_loratv2_fused`).
 
 The fused model stays state-dict compatible: `state_dict()` splits the fused tensors back into the standard
 `q_proj` / `k_proj` / `v_proj` (`gate_proj` / `up_proj`) keys and `load_state_dict` accepts those keys, so
@@ -19,6 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.models.dinov2.modeling_dinov2 import Dinov2Layer, Dinov2MLP, Dinov2SwiGLUFFN
+from transformers.models.dinov2_with_registers.modeling_dinov2_with_registers import (
+    Dinov2WithRegistersMLP,
+    Dinov2WithRegistersSwiGLUFFN,
+)
 
 
 def _split_fused_keys(
@@ -88,11 +93,39 @@ class FusedDinov2Attention(_FusedLinearStateDictMixin, nn.Module):
         self.o_proj = nn.Linear(hidden_size, hidden_size, bias=True)
         self._register_split_state_dict_hooks()
 
+    @classmethod
+    def from_attention(cls, attention: nn.Module, num_heads: int) -> FusedDinov2Attention:
+        """The fused copy of a transformers DINOv2 attention (`q_proj`, `k_proj`, `v_proj`, `o_proj`); `o_proj` is
+        shared, not copied."""
+        projections = (attention.q_proj, attention.k_proj, attention.v_proj)
+        fused = cls(attention.q_proj.in_features, num_heads, qkv_bias=attention.q_proj.bias is not None)
+        with torch.no_grad():
+            fused.to(device=attention.q_proj.weight.device, dtype=attention.q_proj.weight.dtype)
+            fused.qkv_proj.weight.copy_(torch.cat([p.weight for p in projections]))
+            if attention.q_proj.bias is not None:
+                fused.qkv_proj.bias.copy_(torch.cat([p.bias for p in projections]))
+        fused.o_proj = attention.o_proj
+        return fused
+
+    def _heads(self, states: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+        """`(B, N, parts * D)` -> `parts` tensors `(B, heads, N, head_dim)`."""
+        batch, tokens, _ = states.shape
+        return states.view(batch, tokens, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def queries_keys_values(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`(B, N, D)` -> queries, keys, values, each `(B, heads, N, head_dim)`, from one `D -> 3D` multiply."""
+        return self._heads(self.qkv_proj(hidden_states), 3)
+
+    def keys_values(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, N, D)` -> keys and values only, each `(B, heads, N, head_dim)` (one `D -> 2D` multiply)."""
+        dim = self.num_heads * self.head_dim
+        bias = None if self.qkv_proj.bias is None else self.qkv_proj.bias[dim:]
+        return self._heads(F.linear(hidden_states, self.qkv_proj.weight[dim:], bias), 2)
+
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """`(B, N, D)` -> `(B, N, D)`."""
         batch, tokens, dim = hidden_states.shape
-        qkv = self.qkv_proj(hidden_states).view(batch, tokens, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        query, key, value = self.queries_keys_values(hidden_states)
         attended = F.scaled_dot_product_attention(query, key, value)
         return self.o_proj(attended.transpose(1, 2).reshape(batch, tokens, dim))
 
@@ -120,21 +153,11 @@ class FusedDinov2Layer(nn.Module):
 
     def __init__(self, layer: Dinov2Layer, num_heads: int):
         super().__init__()
-        attention = layer.attention
-        hidden_size = layer.norm1.normalized_shape[0]
         self.norm1 = layer.norm1
-        self.attention = FusedDinov2Attention(hidden_size, num_heads, qkv_bias=attention.q_proj.bias is not None)
-        with torch.no_grad():
-            device, dtype = attention.q_proj.weight.device, attention.q_proj.weight.dtype
-            self.attention.to(device=device, dtype=dtype)
-            projections = (attention.q_proj, attention.k_proj, attention.v_proj)
-            self.attention.qkv_proj.weight.copy_(torch.cat([p.weight for p in projections]))
-            if attention.q_proj.bias is not None:
-                self.attention.qkv_proj.bias.copy_(torch.cat([p.bias for p in projections]))
-            self.attention.o_proj = attention.o_proj
+        self.attention = FusedDinov2Attention.from_attention(layer.attention, num_heads)
         self.layer_scale1 = layer.layer_scale1
         self.norm2 = layer.norm2
-        self.mlp = _fuse_mlp(layer.mlp)
+        self.mlp = fuse_mlp(layer.mlp)
         self.layer_scale2 = layer.layer_scale2
         self.requires_grad_(False)
 
@@ -144,8 +167,10 @@ class FusedDinov2Layer(nn.Module):
         return hidden_states + self.layer_scale2(self.mlp(self.norm2(hidden_states)))
 
 
-def _fuse_mlp(mlp: nn.Module) -> nn.Module:
-    if isinstance(mlp, Dinov2SwiGLUFFN):
+def fuse_mlp(mlp: nn.Module) -> nn.Module:
+    """A `FusedSwiGLUFFN` copy of a SwiGLU MLP (DINOv2 or DINOv2-with-registers; `down_proj` shared); a GELU MLP
+    is returned as it is (nothing to fuse)."""
+    if isinstance(mlp, (Dinov2SwiGLUFFN, Dinov2WithRegistersSwiGLUFFN)):
         fused = FusedSwiGLUFFN(mlp.gate_proj.in_features, mlp.gate_proj.out_features)
         with torch.no_grad():
             fused.to(device=mlp.gate_proj.weight.device, dtype=mlp.gate_proj.weight.dtype)
@@ -153,30 +178,49 @@ def _fuse_mlp(mlp: nn.Module) -> nn.Module:
             fused.gate_up_proj.bias.copy_(torch.cat([mlp.gate_proj.bias, mlp.up_proj.bias]))
             fused.down_proj = mlp.down_proj
         return fused
-    if isinstance(mlp, Dinov2MLP):
+    if isinstance(mlp, (Dinov2MLP, Dinov2WithRegistersMLP)):
         return mlp
-    raise TypeError(f"Cannot fuse an MLP of type {type(mlp).__name__}; expected Dinov2MLP or Dinov2SwiGLUFFN.")
+    raise TypeError(f"Cannot fuse an MLP of type {type(mlp).__name__}; expected a DINOv2 MLP or SwiGLU FFN.")
+
+
+def check_no_adapters(layer: nn.Module, name: str, layer_class: type) -> None:
+    """Raise a `TypeError` when `layer` (called `name`) is not a plain `layer_class` (e.g. it holds LoRA layers)."""
+    adapted = [child for child, module in layer.named_modules() if hasattr(module, "base_layer")]
+    if not isinstance(layer, layer_class) or adapted:
+        raise TypeError(
+            f"{name} has adapters attached ({', '.join(adapted) or type(layer).__name__}); merge them first "
+            "(model.merge_and_unload())."
+        )
 
 
 def is_fused(model: nn.Module) -> bool:
-    """Whether `model`'s encoder layers are `FusedDinov2Layer`s."""
+    """Whether `model`'s encoder layers are fused (`FusedDinov2Layer`s, or `FusedLoratv2Layer`s for LoRATv2)."""
+    from .modeling_loratv2_fused import FusedLoratv2Layer
+
     layers = getattr(getattr(model, "encoder", None), "layer", None)
-    return bool(layers) and all(isinstance(layer, FusedDinov2Layer) for layer in layers)
+    return bool(layers) and all(isinstance(layer, (FusedDinov2Layer, FusedLoratv2Layer)) for layer in layers)
 
 
 @torch.no_grad()
 def fuse_for_inference(model: nn.Module) -> nn.Module:
-    """Swap every encoder layer of a merged `LoraTrackerModel` for a `FusedDinov2Layer`, in place; returns the model
-    in eval mode with gradients off. A fused model is returned as it is.
+    """Swap every encoder layer of a merged `LoraTrackerModel` for a `FusedDinov2Layer` (of a merged `Loratv2Model`
+    for a `FusedLoratv2Layer`: every stream's expert fused), in place; returns the model in eval mode with gradients
+    off. A fused model is returned as it is.
 
     Raises a `TypeError` for a PeftModel (merge it first: `model.merge_and_unload()`, or load with `merge=True`): its
     LoRA layers must stay separate to train.
     """
     from .modeling_lora_tracker import LoraTrackerModel
+    from .modeling_loratv2 import Loratv2Model
 
+    if isinstance(model, Loratv2Model):
+        from .modeling_loratv2_fused import fuse_loratv2_for_inference
+
+        return fuse_loratv2_for_inference(model)
     if not isinstance(model, LoraTrackerModel):
         raise TypeError(
-            f"fuse_for_inference takes a merged LoraTrackerModel, got {type(model).__name__}; merge LoRA first "
+            f"fuse_for_inference takes a merged LoraTrackerModel or Loratv2Model, got {type(model).__name__}; merge "
+            "LoRA first "
             "(model.merge_and_unload(), or load_tracker_model(path, merge=True))."
         )
     if is_fused(model):
@@ -184,15 +228,17 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
     num_heads = model.config.dinov2_config.num_attention_heads
     layers = model.encoder.layer
     for index, layer in enumerate(layers):
-        adapted = [name for name, module in layer.named_modules() if hasattr(module, "base_layer")]
-        if not isinstance(layer, Dinov2Layer) or adapted:
-            raise TypeError(
-                f"encoder.layer.{index} has adapters attached ({', '.join(adapted) or type(layer).__name__}); merge "
-                "them first (model.merge_and_unload())."
-            )
+        check_no_adapters(layer, f"encoder.layer.{index}", Dinov2Layer)
         layers[index] = FusedDinov2Layer(layer, num_heads)
     model.requires_grad_(False)
     return model.eval()
 
 
-__all__ = ["FusedDinov2Layer", "FusedDinov2Attention", "FusedSwiGLUFFN", "fuse_for_inference", "is_fused"]
+__all__ = [
+    "FusedDinov2Layer",
+    "FusedDinov2Attention",
+    "FusedSwiGLUFFN",
+    "fuse_for_inference",
+    "fuse_mlp",
+    "is_fused",
+]

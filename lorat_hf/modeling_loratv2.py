@@ -531,15 +531,39 @@ class Loratv2Model(Loratv2PreTrainedModel):
         if len(set(rows.tolist())) != batch or int(rows.max()) >= kv_cache.num_rows or int(rows.min()) < 0:
             raise ValueError(f"cache_rows {rows.tolist()} must be distinct rows of the {kv_cache.num_rows}-row cache.")
         start, length = self.config.chunk_offsets[chunk], self.config.chunk_sizes[chunk]
-        layers = self.encoder.layer
-        hidden_states = tokens
-        for index, layer in enumerate(layers):
-            past = (kv_cache.keys[index][rows, :, :start], kv_cache.values[index][rows, :, :start])
-            kv_only = not decode and index == len(layers) - 1
-            hidden_states, (keys, values) = layer(hidden_states, [chunk], [length], past, None, kv_only)
-            kv_cache.keys[index][rows, :, start : start + length] = keys.to(kv_cache.keys[index].dtype)
-            kv_cache.values[index][rows, :, start : start + length] = values.to(kv_cache.values[index].dtype)
+        past_keys = [keys[rows, :, :start] for keys in kv_cache.keys]
+        past_values = [values[rows, :, :start] for values in kv_cache.values]
+        hidden_states, keys, values = self.encode_chunk(chunk, tokens, past_keys, past_values, decode)
+        for index in range(len(keys)):
+            kv_cache.keys[index][rows, :, start : start + length] = keys[index].to(kv_cache.keys[index].dtype)
+            kv_cache.values[index][rows, :, start : start + length] = values[index].to(kv_cache.values[index].dtype)
         return hidden_states
+
+    def encode_chunk(
+        self,
+        chunk: int,
+        tokens: torch.Tensor,
+        past_keys: list[torch.Tensor],
+        past_values: list[torch.Tensor],
+        decode: bool = True,
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor], list[torch.Tensor]]:
+        """Run chunk `chunk`'s embedded tokens `(B, N, D)` through every layer over explicit earlier keys/values.
+
+        `past_keys[l]` / `past_values[l]` are `(B, heads, P, head_dim)`: the chunks before `chunk` (`P` = 0 for the
+        template). Returns the final tokens `(B, N, D)` (None when `decode` is False: the last layer then computes only
+        its keys/values) and this chunk's keys and values per layer, `(B, heads, N, head_dim)` each. Pure: no cache is
+        written (the KV-cache calls and the ONNX export build on it).
+        """
+        length = tokens.shape[1]
+        layers = self.encoder.layer
+        hidden_states, all_keys, all_values = tokens, [], []
+        for index, layer in enumerate(layers):
+            kv_only = not decode and index == len(layers) - 1
+            past = (past_keys[index], past_values[index])
+            hidden_states, (keys, values) = layer(hidden_states, [chunk], [length], past, None, kv_only)
+            all_keys.append(keys)
+            all_values.append(values)
+        return hidden_states, all_keys, all_values
 
     def init_template(
         self,

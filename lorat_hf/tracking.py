@@ -196,7 +196,7 @@ class LoraTracker:
             image_processor = LoraTrackerImageProcessor.from_pretrained(path)
             return cls(runtime, image_processor, box_format=box_format)
         model = load_tracker_model(path, merge=merge, backbone_name_or_path=backbone_name_or_path, **hub_kwargs)
-        if merge and fuse and model.config.model_type == "lora_tracker":  # fused layers exist for LoRAT only
+        if merge and fuse:
             model = fuse_for_inference(model)
         if any(_resolve_file(path, name, dict(hub_kwargs)) is not None for name in PROCESSOR_CONFIG_NAMES):
             image_processor = LoraTrackerImageProcessor.from_pretrained(path, **hub_kwargs)

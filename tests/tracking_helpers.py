@@ -17,7 +17,11 @@ def lively_tiny_model(seed: int = 0, **config_overrides):
     vary across cells and inputs (the default init gives near-constant outputs). Boxes are ~0.1-0.2 of the crop."""
     from lorat_hf import LoraTrackerModel
 
-    model = LoraTrackerModel(tiny_config(**config_overrides))
+    return lively_weights(LoraTrackerModel(tiny_config(**config_overrides)), seed)
+
+
+def lively_weights(model, seed: int = 0):
+    """Re-draw every weight of a tracker (LoRAT or LoRATv2) so that its outputs vary across cells and inputs."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -31,10 +35,11 @@ def lively_tiny_model(seed: int = 0, **config_overrides):
                 parameter.copy_(1 + 0.3 * (torch.rand(parameter.shape, generator=generator) - 0.5))
             else:
                 parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
-        head = model.tracker_head
-        head.score_mlp.layers[-1].weight.mul_(3.0)
-        head.box_mlp.layers[-1].weight.mul_(0.3)
-        head.box_mlp.layers[-1].bias.copy_(-1.95 + 0.1 * torch.randn(4, generator=generator))
+        heads = [model.tracker_head] if hasattr(model, "tracker_head") else list(model.heads)
+        for head in heads:
+            head.score_mlp.layers[-1].weight.mul_(3.0)
+            head.box_mlp.layers[-1].weight.mul_(0.3)
+            head.box_mlp.layers[-1].bias.copy_(-1.95 + 0.1 * torch.randn(4, generator=generator))
     return model.eval()
 
 
