@@ -37,7 +37,8 @@ def _free_port() -> int:
 def offline_env(**overrides: str) -> dict[str, str]:
     """This environment without accelerate's settings, offline, one OpenMP thread, plus `overrides`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **overrides)
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env.update(overrides)
     return env
 
 
