@@ -30,11 +30,11 @@ from tqdm.auto import tqdm
 
 from lorat_hf import LoraTrackerImageProcessor
 from lorat_hf.cropping import crop_image, jittered_crop_params, siamfc_crop_params
-from lorat_hf.data.fast_crop import decode_frame, decode_reduction, fast_crop
+from lorat_hf.data.fast_crop import decode_reduction, fast_crop
 from lorat_hf.data.pairs import TrackingPairDataset, build_train_dataloader
 from lorat_hf.data.sampling import SequenceTable
-from lorat_hf.data.sequences import read_frame
 from lorat_hf.data.synthetic import SyntheticVideoConfig, synthetic_sequences_dataset
+from lorat_hf.video_io import decode_frame, read_image_rgb
 
 logger = logging.getLogger("data_pipeline")
 SECTION = "data_pipeline"
@@ -80,7 +80,7 @@ def crop_parity(sequences, processor: LoraTrackerImageProcessor, count: int, see
         path = table.frame_path(row, frame)
         reduction = decode_reduction(params)
         fast = fast_crop(decode_frame(path, reduction, track.image_wh), params, size).image
-        exact = crop_image(read_frame(path), params, size).image
+        exact = crop_image(read_image_rgb(path), params, size).image
         differences.append(float((fast - exact).abs().mean()))
         reduced.append(reduction > 1)
     differences, reduced = np.array(differences), np.array(reduced)

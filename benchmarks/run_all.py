@@ -25,6 +25,7 @@ REPO = HERE.parent
 
 # Fixed order: quick, independent measurements first, the long ones (B-224 training steps, OpenCV comparison) last.
 BENCHMARKS = (
+    "import_time",
     "sequences_and_synthetic",
     "data_pipeline",
     "evaluation",
@@ -37,6 +38,7 @@ BENCHMARKS = (
 )
 # The arguments of a quick run: the script's `--quick` where it has one, otherwise small sizes.
 QUICK_ARGUMENTS = {
+    "import_time": ["--runs", "1"],
     "sequences_and_synthetic": (
         "--lasot-sequences 28 --lasot-frames 500 --got10k-sequences 18 --got10k-frames 60 --hd-frames 5".split()
     ),

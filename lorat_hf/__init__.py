@@ -8,15 +8,6 @@ __version__ = "0.1.0.dev0"
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
-from .adapters import (
-    add_adapters,
-    count_parameters,
-    get_lora_config,
-    get_peft_config,
-    load_tracker_model,
-    save_adapter_folder,
-)
-from .adapters_loratv2 import add_stream_adapters, load_stream_adapters, save_stream_adapters
 from .assets import default_model_path
 from .configuration_lora_tracker import VARIANTS, LoraTrackerConfig
 from .configuration_loratv2 import LORATV2_VARIANTS, Loratv2Config
@@ -43,8 +34,17 @@ AutoImageProcessor.register(
 AutoProcessor.register(LoraTrackerConfig, LoraTrackerProcessor, exist_ok=True)
 register_pipeline()
 
-# Names whose modules pull in datasets / accelerate / OpenCV load on first use (PEP 562).
+# Names whose modules pull in peft / accelerate / datasets / OpenCV load on first use (PEP 562).
 _LAZY_NAMES = {
+    "add_adapters": ".adapters",
+    "count_parameters": ".adapters",
+    "get_lora_config": ".adapters",
+    "get_peft_config": ".adapters",
+    "load_tracker_model": ".adapters",
+    "save_adapter_folder": ".adapters",
+    "add_stream_adapters": ".adapters_loratv2",
+    "load_stream_adapters": ".adapters_loratv2",
+    "save_stream_adapters": ".adapters_loratv2",
     "SyntheticVideoConfig": ".data",
     "TrackingSequence": ".data",
     "available_datasets": ".data",

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapters import HUB_KWARGS, _resolve_file, load_tracker_model
 from .boxes import BOX_FORMATS, check_init_box, from_xyxy, parse_user_boxes, to_xyxy
 from .engine import (
     TargetState,
@@ -175,6 +174,8 @@ class LoraTracker:
                 `model_int8.onnx` of a local folder written by `lorat-export` (CPU, float32).
             hub_kwargs: `revision`, `cache_dir`, `token`, `local_files_only`, ...
         """
+        from .adapters import HUB_KWARGS, _resolve_file, load_tracker_model  # peft loads with the first model
+
         unknown = sorted(set(hub_kwargs) - set(HUB_KWARGS))
         if unknown:
             raise TypeError(f"Unexpected keyword arguments {unknown}; hub options are {list(HUB_KWARGS)}.")

@@ -15,15 +15,18 @@ import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 from .file_utils import move_into_place, temporary_sibling
+
+if TYPE_CHECKING:
+    import cv2
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +131,98 @@ def parse_source(source: str | int | os.PathLike) -> str | int:
     )
 
 
-def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read one image file as `(H, W, 3)` uint8 RGB (grey and alpha images are converted)."""
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise VideoSourceError(f"OpenCV cannot read the image {os.fspath(path)!r}; is it a valid image file?")
+class FrameNotFoundError(VideoSourceError, FileNotFoundError):
+    """A frame file that does not exist (both a `VideoSourceError` and a `FileNotFoundError`)."""
+
+
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+REDUCTIONS = (1, 2, 4, 8)
+
+
+def is_jpeg(path: str | os.PathLike) -> bool:
+    """True when the file name has a JPEG suffix (the only format with reduced-size decoding)."""
+    return os.fspath(path).lower().endswith(JPEG_SUFFIXES)
+
+
+@dataclass
+class DecodedFrame:
+    """A frame decoded at `1 / reduction` of its size.
+
+    Attributes:
+        bgr: `(h, w, 3)` uint8 pixels in OpenCV's BGR order (crops swap channels on their few pixels only).
+        reduction: 1, 2, 4 or 8; decoded pixel `u` covers frame pixels `[reduction * u, reduction * (u + 1))`.
+        path: the file it came from.
+    """
+
+    bgr: np.ndarray
+    reduction: int
+    path: str
+    _mean_rgb: torch.Tensor | None = field(default=None, init=False, repr=False)
+
+    @property
+    def size_wh(self) -> tuple[int, int]:
+        """Size of the decoded pixels `(w, h)`."""
+        return int(self.bgr.shape[1]), int(self.bgr.shape[0])
+
+    @property
+    def mean_rgb(self) -> torch.Tensor:
+        """Per-channel float32 RGB mean `(3,)` of the decoded pixels (the padding colour)."""
+        import cv2
+
+        if self._mean_rgb is None:
+            blue, green, red, _ = cv2.mean(self.bgr)
+            self._mean_rgb = torch.tensor((red, green, blue), dtype=torch.float32)
+        return self._mean_rgb
+
+
+def decode_frame(
+    path: str | os.PathLike, reduction: int = 1, frame_size_wh: Sequence[int] | None = None
+) -> DecodedFrame:
+    """Decode an image file with OpenCV, at `1 / reduction` size when it is a JPEG (else in full).
+
+    With `frame_size_wh` (the size the sequence table gives), a reduced decode whose size does not match
+    `ceil(size / reduction)` is redone in full, so the returned pixels always map exactly onto frame coordinates.
+    Raises `FrameNotFoundError` (a `FileNotFoundError`) or `VideoSourceError` (a `ValueError`) naming the file when
+    it is missing or cannot be decoded.
+    """
+    import cv2
+
+    path = os.fspath(path)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction}.")
+    if reduction > 1 and not is_jpeg(path):
+        reduction = 1
+    flags = {
+        1: cv2.IMREAD_COLOR,
+        2: cv2.IMREAD_REDUCED_COLOR_2,
+        4: cv2.IMREAD_REDUCED_COLOR_4,
+        8: cv2.IMREAD_REDUCED_COLOR_8,
+    }[reduction]
+    pixels = cv2.imread(path, flags)
+    if pixels is None:
+        if not os.path.exists(path):
+            raise FrameNotFoundError(f"Frame {path} does not exist.")
+        raise VideoSourceError(f"Frame {path} could not be decoded as an image (corrupt or unsupported format).")
+    if reduction > 1 and frame_size_wh is not None:
+        width, height = int(frame_size_wh[0]), int(frame_size_wh[1])
+        if pixels.shape[:2] != (-(-height // reduction), -(-width // reduction)):
+            return decode_frame(path, 1)
+    return DecodedFrame(pixels, reduction, path)
+
+
+def bgr_to_rgb(image: np.ndarray) -> np.ndarray:
+    """OpenCV's `(H, W, 3)` BGR pixels as RGB (a new array)."""
+    import cv2
+
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read one image file as `(H, W, 3)` uint8 RGB (grey and alpha images are converted).
+
+    Raises `FrameNotFoundError` or `VideoSourceError` naming the file when it is missing or cannot be decoded.
+    """
+    return bgr_to_rgb(decode_frame(path).bgr)
 
 
 class VideoReader:
@@ -167,6 +256,8 @@ class VideoReader:
             self._first_frame = read_image_rgb(self._files[0])
             kind, fps, count = "folder", None, len(self._files)
         else:
+            import cv2
+
             kind = "camera" if isinstance(self.source, int) else ("stream" if "://" in self.source else "file")
             self._capture = cv2.VideoCapture(self.source)
             if not self._capture.isOpened():
@@ -179,7 +270,7 @@ class VideoReader:
                     if kind == "file"
                     else f"No frame could be read from {kind} {self.source!r}."
                 )
-            self._first_frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            self._first_frame = bgr_to_rgb(frame)
             reported_fps = self._capture.get(cv2.CAP_PROP_FPS)
             fps = float(reported_fps) if reported_fps and np.isfinite(reported_fps) and reported_fps > 0 else None
             reported_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -225,7 +316,7 @@ class VideoReader:
                     if not ok or frame is None:
                         self._check_complete()
                         return
-                    yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                    yield bgr_to_rgb(frame)
                     self.frames_read += 1
         finally:
             self.close()
@@ -314,6 +405,8 @@ class VideoWriter:
         frame_rgb = np.asarray(frame_rgb)
         if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
             raise ValueError(f"Frames must be (height, width, 3) uint8 RGB, got {frame_rgb.shape} {frame_rgb.dtype}.")
+        import cv2
+
         height, width = frame_rgb.shape[:2]
         if self._writer is None:
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
@@ -368,6 +461,8 @@ def draw_box(
     thickness: int = 2,
 ) -> np.ndarray:
     """A copy of an RGB frame with a box (pixels, continuous `xyxy`) and an optional `"label score"` caption drawn."""
+    import cv2
+
     canvas = np.ascontiguousarray(frame_rgb).copy()
     box = np.asarray(box_xyxy, dtype=np.float64)
     if box.shape != (4,) or not np.all(np.isfinite(box)):
@@ -388,14 +483,21 @@ def draw_box(
 
 
 __all__ = [
+    "DecodedFrame",
+    "FrameNotFoundError",
     "IMAGE_EXTENSIONS",
+    "JPEG_SUFFIXES",
+    "REDUCTIONS",
     "IncompleteVideoWarning",
     "VIDEO_CODECS",
     "VideoInfo",
     "VideoReader",
     "VideoSourceError",
     "VideoWriter",
+    "bgr_to_rgb",
+    "decode_frame",
     "draw_box",
+    "is_jpeg",
     "list_frame_files",
     "parse_source",
     "read_image_rgb",

@@ -15,8 +15,8 @@ from lorat_hf.cropping import (
     map_boxes,
     siamfc_crop_params,
 )
-from lorat_hf.data.fast_crop import DecodedFrame, decode_frame, decode_reduction, fast_crop, is_jpeg
-from lorat_hf.data.sequences import read_frame
+from lorat_hf.data.fast_crop import decode_reduction, fast_crop
+from lorat_hf.video_io import DecodedFrame, decode_frame, is_jpeg, read_image_rgb
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -106,7 +106,7 @@ def test_reduced_decode_stays_close_to_the_exact_crop(tmp_path, seed):
     width, height = 800, 600
     image = natural_image(seed, width, height)
     path = write_rgb(tmp_path / "frame.jpg", image)
-    decoded = read_frame(path)
+    decoded = read_image_rgb(path)
     padding = image_mean_color(decoded)
     full_bgr = cv2.imread(path)
     rng = np.random.default_rng(seed)
@@ -209,3 +209,25 @@ def test_unreadable_frames_raise_with_the_path(tmp_path):
         decode_frame(broken)
     with pytest.raises(ValueError, match="reduction"):
         decode_frame(broken, 3)
+
+
+def test_one_frame_reader_behind_every_old_name(tmp_path):
+    """Training, evaluation, the VOT bridge and video folders decode frames with the same `video_io` functions, so a
+    missing file is a `FileNotFoundError` for the data code and a `VideoSourceError` for the CLIs that catch it."""
+    import lorat_hf.data
+    from lorat_hf.data import fast_crop as fast_crop_module
+    from lorat_hf.video_io import FrameNotFoundError, VideoSourceError, bgr_to_rgb
+
+    assert lorat_hf.data.read_frame is read_image_rgb
+    assert fast_crop_module.decode_frame is decode_frame and fast_crop_module.DecodedFrame is DecodedFrame
+    rgb = natural_image(3, 40, 30)
+    path = write_rgb(tmp_path / "frame.png", rgb)
+    np.testing.assert_array_equal(read_image_rgb(path), rgb)
+    np.testing.assert_array_equal(bgr_to_rgb(decode_frame(path).bgr), rgb)
+    with pytest.raises(FrameNotFoundError, match="missing.png") as missing:
+        read_image_rgb(tmp_path / "missing.png")
+    assert isinstance(missing.value, FileNotFoundError) and isinstance(missing.value, VideoSourceError)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(VideoSourceError, match="broken.png could not be decoded"):
+        read_image_rgb(broken)

@@ -35,8 +35,9 @@ from lorat_hf.data.pairs import (
     collate_pairs,
     search_regions_from_config,
 )
-from lorat_hf.data.sequences import SEQUENCE_FEATURES, read_frame
+from lorat_hf.data.sequences import SEQUENCE_FEATURES
 from lorat_hf.labels import normalized_target_box, positive_cells_from_box, template_token_type_ids_from_boxes
+from lorat_hf.video_io import read_image_rgb
 
 WIDTH, HEIGHT = 320, 240
 
@@ -252,11 +253,11 @@ def test_exact_mode_reproduces_the_official_cropper(sequences, processor):
         search_params, success = jittered_crop_params(boxes[pair.search_frame], 4.0, (112, 112), 0.25, 3.0, rng)
         assert success
         template = crop_image(
-            read_frame(table.frame_path(pair.row, pair.template_frame)),
+            read_image_rgb(table.frame_path(pair.row, pair.template_frame)),
             siamfc_crop_params(boxes[pair.template_frame], 2.0, (56, 56)),
             (56, 56),
         )
-        search = crop_image(read_frame(table.frame_path(pair.row, pair.search_frame)), search_params, (112, 112))
+        search = crop_image(read_image_rgb(table.frame_path(pair.row, pair.search_frame)), search_params, (112, 112))
         assert np.array_equal(sample.template_image, template.image.permute(1, 2, 0).numpy())
         assert np.array_equal(sample.search_image, search.image.permute(1, 2, 0).numpy())
         assert np.array_equal(sample.search_params, search.params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -19,7 +20,7 @@ from lorat_hf.data import (
     write_generic_layout,
     write_lasot_layout,
 )
-from lorat_hf.data.synthetic import _Layer
+from lorat_hf.data.synthetic.drawing import Layer
 
 SMALL = dict(frame_size=(96, 72), num_frames=24, keyframe_interval=6)
 
@@ -101,7 +102,7 @@ def test_mask_matches_the_pixels_the_target_changes():
     video = SyntheticVideo(config, 5)
     frames = [video.render_frame(t, return_mask=True) for t in range(0, 24, 4)]
     away = video.target.boxes + [1000.0, 1000.0, 1000.0, 1000.0]
-    video.target = _Layer(video.target.texture, away, corner=video.target.corner)
+    video.target = Layer(video.target.texture, away, corner=video.target.corner)
     for index, t in enumerate(range(0, 24, 4)):
         frame, mask = frames[index]
         visible = mask * video.occlusion_transmittance(t)
@@ -206,3 +207,33 @@ def test_generic_dataset_has_exact_boxes(tmp_path):
         np.testing.assert_allclose(reference.boxes_xyxy, exact["boxes_xyxy"], atol=0)
         decoded = sequence.frame(3).astype(int)  # the JPEG of the same frame, not of another one
         assert np.abs(decoded - reference.frames[3]).mean() < 0.5 * np.abs(decoded - reference.frames[12]).mean()
+
+
+def folder_digest(root) -> str:
+    """SHA-256 over every file's relative path and bytes, in sorted path order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".lock")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+# Written files are pinned byte for byte: the embedded demo and published synthetic benchmarks rely on a seed giving
+# the same folder. The digests hold for the OpenCV build of this environment (its JPEG / PNG encoders).
+PINNED_LAYOUT_DIGESTS = {
+    "lasot-train": "d1c307e451daf8bca64410a2ca0c8f4c08c3ec1fb795f337050af270eda96926",
+    "lasot-test": "855d6ccc221c78b5b57d41de0527bb7196b40e887add86ec9e52521463313178",
+    "generic-jpg": "3f00d2210c9c73b91625d495f83a816f1e251745a250a8860d9a3b6e5c122113",
+    "generic-png": "e5a82bc94278d3c6acca6351d53bbeb3dcb1c3914d2cd2d640707559fad7d566",
+}
+
+
+@pytest.mark.parametrize("layout", sorted(PINNED_LAYOUT_DIGESTS))
+def test_layout_writers_write_pinned_bytes(tmp_path, layout):
+    config = SyntheticVideoConfig(frame_size=(48, 32), num_frames=3, keyframe_interval=2)
+    kind, variant = layout.split("-")
+    if kind == "lasot":
+        names = write_lasot_layout(tmp_path, 2, config, seed=5, split=variant)
+    else:
+        names = write_generic_layout(tmp_path, 2, config, seed=5, image_format=variant)
+    assert len(names) == 2
+    assert folder_digest(tmp_path) == PINNED_LAYOUT_DIGESTS[layout]

@@ -5,7 +5,7 @@ padding colour and bilinearly resizes the integer ROI in float32 torch, exactly 
 fast path here produces the same crop geometry with less work:
 
 1. JPEG frames whose crop shrinks them by 2x or more are decoded at 1/2, 1/4 or 1/8 size with libjpeg's DCT
-   scaling (`cv2.IMREAD_REDUCED_COLOR_*`): decoded pixel `u` covers frame pixels `[k u, k (u + 1))`, so the crop map
+   scaling (`lorat_hf.video_io.decode_frame`, `cv2.IMREAD_REDUCED_COLOR_*`): decoded pixel `u` covers frame pixels `[k u, k (u + 1))`, so the crop map
    of the decoded image is `(k * scale, translation)`. Other formats are decoded in full.
 2. The integer input/output ROIs are computed with the official pixel alignment on the decoded image
    (`lorat_hf.cropping.pixel_aligned_rois`), only that ROI is resized (`cv2.resize`, `INTER_LINEAR`, uint8) and
@@ -25,53 +25,15 @@ benchmark videos, whose targets carry high-frequency patterns (checkers, stripes
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 
 from ..cropping import CropResult, adjusted_params, pixel_aligned_rois
-
-JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
-REDUCTIONS = (1, 2, 4, 8)
-_READ_FLAGS = {
-    1: cv2.IMREAD_COLOR,
-    2: cv2.IMREAD_REDUCED_COLOR_2,
-    4: cv2.IMREAD_REDUCED_COLOR_4,
-    8: cv2.IMREAD_REDUCED_COLOR_8,
-}
-
-
-@dataclass
-class DecodedFrame:
-    """A frame decoded at `1 / reduction` of its size.
-
-    Attributes:
-        bgr: `(h, w, 3)` uint8 pixels in OpenCV's BGR order (channels are swapped on the small crops only).
-        reduction: 1, 2, 4 or 8; decoded pixel `u` covers frame pixels `[reduction * u, reduction * (u + 1))`.
-        path: the file it came from.
-    """
-
-    bgr: np.ndarray
-    reduction: int
-    path: str
-    _mean_rgb: torch.Tensor | None = field(default=None, init=False, repr=False)
-
-    @property
-    def size_wh(self) -> tuple[int, int]:
-        """Size of the decoded pixels `(w, h)`."""
-        return int(self.bgr.shape[1]), int(self.bgr.shape[0])
-
-    @property
-    def mean_rgb(self) -> torch.Tensor:
-        """Per-channel float32 RGB mean `(3,)` of the decoded pixels (the padding colour)."""
-        if self._mean_rgb is None:
-            blue, green, red, _ = cv2.mean(self.bgr)
-            self._mean_rgb = torch.tensor((red, green, blue), dtype=torch.float32)
-        return self._mean_rgb
+from ..video_io import DecodedFrame, bgr_to_rgb, decode_frame, is_jpeg
 
 
 @dataclass
@@ -81,11 +43,6 @@ class FastCropResult(CropResult):
     by `reduction` for frame pixels)."""
 
     reduction: int = 1
-
-
-def is_jpeg(path: str | os.PathLike) -> bool:
-    """True when the file name has a JPEG suffix (the only format with reduced-size decoding)."""
-    return os.fspath(path).lower().endswith(JPEG_SUFFIXES)
 
 
 def decode_reduction(params: np.ndarray, max_reduction: int = 8) -> int:
@@ -99,32 +56,6 @@ def decode_reduction(params: np.ndarray, max_reduction: int = 8) -> int:
         if reduction <= max_reduction and reduction * largest_scale <= 1.0:
             return reduction
     return 1
-
-
-def decode_frame(
-    path: str | os.PathLike, reduction: int = 1, frame_size_wh: Sequence[int] | None = None
-) -> DecodedFrame:
-    """Decode a frame with OpenCV, at `1 / reduction` size when it is a JPEG (else in full).
-
-    With `frame_size_wh` (the size the sequence table gives), a reduced decode whose size does not match
-    `ceil(size / reduction)` is redone in full, so the returned pixels always map exactly onto frame coordinates.
-    Raises `FileNotFoundError` / `ValueError` naming the file when it is missing or cannot be decoded.
-    """
-    path = os.fspath(path)
-    if reduction not in _READ_FLAGS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction}.")
-    if reduction > 1 and not is_jpeg(path):
-        reduction = 1
-    pixels = cv2.imread(path, _READ_FLAGS[reduction])
-    if pixels is None:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"Frame file not found: {path}")
-        raise ValueError(f"OpenCV could not decode the frame {path} (corrupt file or unsupported format).")
-    if reduction > 1 and frame_size_wh is not None:
-        width, height = int(frame_size_wh[0]), int(frame_size_wh[1])
-        if pixels.shape[:2] != (-(-height // reduction), -(-width // reduction)):
-            return decode_frame(path, 1)
-    return DecodedFrame(pixels, reduction, path)
 
 
 def fast_crop(
@@ -154,7 +85,7 @@ def fast_crop(
         region = frame.bgr[iy1:iy2, ix1:ix2]
         if (ix2 - ix1, iy2 - iy1) != (ox2 - ox1, oy2 - oy1):
             region = cv2.resize(region, (ox2 - ox1, oy2 - oy1), interpolation=cv2.INTER_LINEAR)
-        canvas = cv2.cvtColor(region, cv2.COLOR_BGR2RGB).astype(np.float32)
+        canvas = bgr_to_rgb(region).astype(np.float32)
         if (ox1, oy1, ox2, oy2) != (0, 0, out_w, out_h):
             canvas = cv2.copyMakeBorder(
                 canvas, oy1, out_h - oy2, ox1, out_w - ox2, cv2.BORDER_CONSTANT, value=padding.tolist()

@@ -40,8 +40,9 @@ from ..boxes import boxes_are_valid, clip_boxes_to_image
 from ..cropping import CropResult, crop_image, jittered_crop_params, map_boxes, siamfc_crop_params
 from ..image_processing_lora_tracker import LoraTrackerImageProcessor
 from ..labels import normalized_target_box, positive_cells_from_box, template_token_type_ids_from_boxes
+from ..video_io import decode_frame, read_image_rgb
 from .augmentation import AugmentationRecord, PairAugmentation
-from .fast_crop import decode_frame, decode_reduction, fast_crop
+from .fast_crop import decode_reduction, fast_crop
 from .sampling import (
     TEMPORAL_ADAPTORS,
     SampledPair,
@@ -51,7 +52,6 @@ from .sampling import (
     adapt_pair,
     temporal_adaptor_for,
 )
-from .sequences import read_frame
 from .workers import dataloader_worker_options
 
 logger = logging.getLogger(__name__)
@@ -327,7 +327,7 @@ class TrackingPairDataset(torch.utils.data.Dataset):
         """Crop frame `paths[i]` with `params[i]` to `sizes_wh[i]`; a frame used by several crops is decoded once
         (the fast path at the finest reduction any of them needs)."""
         if self.exact:
-            frames = {path: read_frame(path) for path in dict.fromkeys(paths)}
+            frames = {path: read_image_rgb(path) for path in dict.fromkeys(paths)}
             return [crop_image(frames[p], m, size) for p, m, size in zip(paths, params, sizes_wh, strict=True)]
         reductions: dict[str, int] = {}
         for path, crop_params in zip(paths, params, strict=True):

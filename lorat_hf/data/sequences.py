@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import datasets
 import numpy as np
 from datasets import Dataset, Features, List, Value
@@ -62,6 +61,7 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from ..boxes import boxes_are_valid, clip_boxes_to_image, xywh_to_xyxy
+from ..video_io import read_image_rgb as read_frame
 
 logger = logging.getLogger(__name__)
 
@@ -222,17 +222,6 @@ def _as_boxes(values: Any) -> np.ndarray:
     if len(values) == 0:
         return np.zeros((0, 4), dtype=np.float64)
     return np.asarray([np.asarray(box, dtype=np.float64) for box in values], dtype=np.float64).reshape(-1, 4)
-
-
-def read_frame(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file as an `(H, W, 3)` uint8 RGB array (raises with the path if it is missing or unreadable)."""
-    path = os.fspath(path)
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"Frame {path} does not exist.")
-        raise ValueError(f"Frame {path} could not be decoded as an image (corrupt or unsupported format).")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def trim_unannotated(row: dict[str, Any]) -> dict[str, Any]:
