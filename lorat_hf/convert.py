@@ -1,6 +1,6 @@
 """Convert official LoRAT checkpoints (and official DINOv2 weights) into lorat_hf adapter or model folders.
 
-    python -m lorat_hf.convert --dinov2 dinov2_vitb14_pretrain.pth --lorat base.bin --output lorat-b224 --variant B-224
+    lorat-convert --dinov2 dinov2_vitb14_pretrain.pth --lorat base.bin --output lorat-b224 --variant B-224
 
 `--dinov2` takes an official DINOv2 state dict (`.pth` or `.safetensors`, official key names) or a Hugging Face
 DINOv2 folder. `--lorat` takes an official release file (safetensors despite the `.bin` name: trainable tensors only,
@@ -10,16 +10,16 @@ and LoRA rank are read from the tensors; the number of heads comes from `--varia
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import Dinov2Config, Dinov2Model
+from transformers import Dinov2Config, Dinov2Model, PretrainedConfig, PreTrainedModel
 
 from .adapters import add_adapters, save_adapter_folder, tie_swiglu_lora_a_
 from .configuration_lora_tracker import BACKBONES, GEOMETRIES, LoraTrackerConfig
@@ -330,6 +330,38 @@ def _load_trainable(peft_model, plain: dict[str, torch.Tensor], lora: dict[str, 
         raise CheckpointError("The LoRAT checkpoint does not fit the model:\n  " + "\n  ".join(problems))
 
 
+def check_output_folder(output: str | os.PathLike, overwrite: bool) -> Path:
+    """`output` as a Path; `FileExistsError` when it is a non-empty folder and `overwrite` is not set."""
+    output = Path(output)
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output} exists and is not empty; pass --overwrite to replace it.")
+    return output
+
+
+def save_merged_model(model: PreTrainedModel, staging: Path, backbone_id: str | None) -> None:
+    """Save a merged converted model into `staging`, naming `backbone_id` as its backbone when given."""
+    model.config.backbone_name_or_path = backbone_id or model.config.backbone_name_or_path
+    model.save_pretrained(staging)
+
+
+def name_adapter_backbone(
+    config: PretrainedConfig,
+    staging: Path,
+    dinov2: str | os.PathLike,
+    backbone_id: str | None,
+    converted_backbone: Callable[[], PreTrainedModel],
+) -> None:
+    """Set the backbone an adapter folder names: `backbone_id`, else the `dinov2` folder when it is a Hugging Face
+    folder, else a converted copy (`converted_backbone()`) saved in `staging/backbone`."""
+    if backbone_id:
+        config.backbone_name_or_path = backbone_id
+    elif os.path.isdir(str(dinov2)):
+        config.backbone_name_or_path = os.path.abspath(str(dinov2))
+    else:
+        converted_backbone().save_pretrained(staging / "backbone")
+        config.backbone_name_or_path = "backbone"
+
+
 def convert(
     dinov2: str | os.PathLike,
     lorat: str | os.PathLike,
@@ -349,9 +381,7 @@ def convert(
     The adapter folder names its backbone: `backbone_id` when given (e.g. `facebook/dinov2-base`), the folder when
     `dinov2` is a Hugging Face folder, otherwise a converted copy saved in `output/backbone`. Written atomically.
     """
-    output = Path(output)
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output} exists and is not empty; pass --overwrite to replace it.")
+    output = check_output_folder(output, overwrite)
     if variant is None and num_heads is None:
         raise ValueError("The number of attention heads is not stored in the tensors: pass --variant or --num-heads.")
     heads = num_heads or BACKBONES[variant.split("-")[0]].num_attention_heads if variant else num_heads
@@ -388,24 +418,17 @@ def convert(
     tie_swiglu_lora_a_(peft_model)
     peft_model.eval()
 
+    def converted_backbone() -> Dinov2Model:
+        mask_token = "embeddings.mask_token" in backbone_state
+        backbone = Dinov2Model(Dinov2Config(**{**dinov2_config.to_dict(), "use_mask_token": mask_token}))
+        backbone.load_state_dict(backbone_state)
+        return backbone
+
     with staged_directory(output, overwrite=overwrite) as staging:
         if merge:
-            merged = peft_model.merge_and_unload()
-            merged.config.backbone_name_or_path = backbone_id or merged.config.backbone_name_or_path
-            merged.save_pretrained(staging)
+            save_merged_model(peft_model.merge_and_unload(), staging, backbone_id)
         else:
-            if backbone_id:
-                config.backbone_name_or_path = backbone_id
-            elif os.path.isdir(str(dinov2)):
-                config.backbone_name_or_path = os.path.abspath(str(dinov2))
-            else:
-                backbone_config = Dinov2Config(
-                    **{**dinov2_config.to_dict(), "use_mask_token": "embeddings.mask_token" in backbone_state}
-                )
-                backbone = Dinov2Model(backbone_config)
-                backbone.load_state_dict(backbone_state)
-                backbone.save_pretrained(staging / "backbone")
-                config.backbone_name_or_path = "backbone"
+            name_adapter_backbone(config, staging, dinov2, backbone_id, converted_backbone)
             save_adapter_folder(peft_model, staging)
     return output
 
@@ -445,69 +468,10 @@ def _check_frozen_matches(frozen: dict[str, torch.Tensor], backbone_state: dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lorat_hf.convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--model-type",
-        choices=("lorat", "loratv2"),
-        default="lorat",
-        help="lorat (LoRAT, ECCV 2024; default) or loratv2 (LoRATv2 streaming tracker, NeurIPS 2025)",
-    )
-    parser.add_argument(
-        "--dinov2", required=True, help="official DINOv2 .pth/.safetensors or a Hugging Face DINOv2 folder"
-    )
-    parser.add_argument(
-        "--lorat", required=True, help="official LoRAT release file (.bin = safetensors) or full state dict"
-    )
-    parser.add_argument("--output", required=True, help="output folder (adapter folder, or model folder with --merge)")
-    parser.add_argument("--variant", help="official variant, e.g. B-224, L-378, g-378 (LoRATv2: p1-B-224, p2-L-378)")
-    parser.add_argument("--num-heads", type=int, help="attention heads (instead of --variant)")
-    parser.add_argument("--template-size", type=int, help="template crop size in px (default 112, or the variant's)")
-    parser.add_argument(
-        "--search-size",
-        type=int,
-        action="append",
-        help="search crop size in px (default 224, or the variant's); LoRATv2: once per search region",
-    )
-    parser.add_argument(
-        "--search-area-factor", type=float, help="search context factor (default 4.0 at 224, 5.0 at 378)"
-    )
-    parser.add_argument("--lora-alpha", type=float, help="LoRA alpha when the file does not store it (default: r)")
-    parser.add_argument("--merge", action="store_true", help="merge LoRA and write a plain LoraTrackerModel folder")
-    parser.add_argument("--backbone-id", help="DINOv2 the adapter should name, e.g. facebook/dinov2-base")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    from .convert_loratv2 import add_loratv2_arguments, run_from_args
+    """`python -m lorat_hf.convert`: the `lorat-convert` command (`lorat_hf.commands.convert`), under its old name."""
+    from .commands.convert import main as convert_command
 
-    add_loratv2_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.model_type == "loratv2":
-        return run_from_args(args)
-    if args.phase1_lorat is not None:
-        parser.error("--phase1-lorat is a LoRATv2 option (--model-type loratv2).")
-    if args.search_size is not None and len(args.search_size) > 1:
-        parser.error("LoRAT has one search region: give --search-size once.")
-    args.search_size = args.search_size[0] if args.search_size else None
-    try:
-        output = convert(
-            args.dinov2,
-            args.lorat,
-            args.output,
-            variant=args.variant,
-            num_heads=args.num_heads,
-            template_size=args.template_size,
-            search_size=args.search_size,
-            lora_alpha=args.lora_alpha,
-            merge=args.merge,
-            backbone_id=args.backbone_id,
-            overwrite=args.overwrite,
-            search_area_factor=args.search_area_factor,
-        )
-    except (CheckpointError, ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    loader = "LoraTrackerModel.from_pretrained" if args.merge else "LoraTracker.from_pretrained"
-    print(f"Wrote {output}. Load it with {loader}({str(output)!r}).")
-    return 0
+    return convert_command(argv, prog="python -m lorat_hf.convert")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,9 @@ or, with `--merge`, a plain `Loratv2Model` folder whose streams carry merged wei
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +25,15 @@ from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
 from .adapters_loratv2 import add_stream_adapters, save_stream_adapters
 from .configuration_loratv2 import LORATV2_BACKBONES, LORATV2_VARIANTS, Loratv2Config
-from .convert import CheckpointError, infer_dinov2_config, load_state_dict, official_backbone_to_hf
+from .convert import (
+    CheckpointError,
+    check_output_folder,
+    infer_dinov2_config,
+    load_state_dict,
+    name_adapter_backbone,
+    official_backbone_to_hf,
+    save_merged_model,
+)
 from .file_utils import staged_directory
 from .modeling_loratv2 import Loratv2Model, check_backbone_matches
 
@@ -386,9 +392,7 @@ def convert_loratv2(
     `lora_alpha` defaults to r (the official configs use alpha = r = 64). The adapter folder names its backbone:
     `backbone_id`, the folder when `dinov2` is a Hugging Face folder, or a converted copy in `output/backbone`.
     """
-    output = Path(output)
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output} exists and is not empty; pass --overwrite to replace it.")
+    output = check_output_folder(output, overwrite)
     if variant is not None and variant not in LORATV2_VARIANTS:
         raise ValueError(f"Unknown LoRATv2 variant {variant!r}; choose one of {', '.join(LORATV2_VARIANTS)}.")
     if variant is None and num_heads is None:
@@ -405,61 +409,19 @@ def convert_loratv2(
     rank = rank or 64
     config = build_config(dinov2_config, variant, template_size, search_sizes, rank, lora_alpha or float(rank))
 
+    def converted_backbone() -> Dinov2WithRegistersModel:
+        backbone = Dinov2WithRegistersModel(dinov2_config)
+        backbone.load_state_dict(backbone_state)
+        return backbone
+
     with staged_directory(output, overwrite=overwrite) as staging:
         if merge:
-            model = build_merged_model(config, backbone_state, checkpoint, phase1)
-            model.config.backbone_name_or_path = backbone_id or model.config.backbone_name_or_path
-            model.save_pretrained(staging)
+            save_merged_model(build_merged_model(config, backbone_state, checkpoint, phase1), staging, backbone_id)
         else:
             peft_model = build_adapter_model(config, backbone_state, checkpoint, phase1)
-            if backbone_id:
-                config.backbone_name_or_path = backbone_id
-            elif os.path.isdir(str(dinov2)):
-                config.backbone_name_or_path = os.path.abspath(str(dinov2))
-            else:
-                backbone = Dinov2WithRegistersModel(dinov2_config)
-                backbone.load_state_dict(backbone_state)
-                backbone.save_pretrained(staging / "backbone")
-                config.backbone_name_or_path = "backbone"
+            name_adapter_backbone(config, staging, dinov2, backbone_id, converted_backbone)
             save_stream_adapters(peft_model, staging)
     return output
-
-
-def add_loratv2_arguments(parser: argparse.ArgumentParser) -> None:
-    """The LoRATv2-only options of `python -m lorat_hf.convert --model-type loratv2`."""
-    parser.add_argument(
-        "--phase1-lorat",
-        help="phase 2: the phase-1 checkpoint (its streams are merged into the phase-2 model, as officially)",
-    )
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run a LoRATv2 conversion from parsed `python -m lorat_hf.convert` arguments."""
-    search_sizes = args.search_size if isinstance(args.search_size, list) else None
-    if getattr(args, "search_area_factor", None) is not None:
-        print("error: LoRATv2 uses the official area factors (4 for region 0, 5 for region 1).", file=sys.stderr)
-        return 2
-    try:
-        output = convert_loratv2(
-            dinov2=args.dinov2,
-            lorat=args.lorat,
-            output=args.output,
-            variant=args.variant,
-            num_heads=args.num_heads,
-            template_size=args.template_size,
-            search_sizes=search_sizes,
-            lora_alpha=args.lora_alpha,
-            phase1_lorat=args.phase1_lorat,
-            merge=args.merge,
-            backbone_id=args.backbone_id,
-            overwrite=args.overwrite,
-        )
-    except (CheckpointError, ValueError, FileNotFoundError, FileExistsError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    kind = "merged Loratv2Model folder" if args.merge else "LoRATv2 adapter folder"
-    print(f"Wrote {kind} to {output}")
-    return 0
 
 
 __all__ = [

@@ -73,13 +73,14 @@ class TrackerForward(nn.Module):
         return output.score_map, output.pred_boxes
 
 
-def synthetic_tracker_inputs(model_config, num_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def synthetic_tracker_inputs(model_config, num_samples: int, seed: int = 0, processor=None) -> dict[str, torch.Tensor]:
     """`num_samples` real tracker inputs: template and search crops (search centred near the target with jitter) of
-    synthetic videos, cut by the image processor of `model_config`. Used for parity checks and int8 calibration."""
+    synthetic videos, cut by `processor` (default: the image processor of `model_config`). Used for parity checks and
+    int8 calibration."""
     from .data import SyntheticVideoConfig, generate_sequence
     from .image_processing_lora_tracker import LoraTrackerImageProcessor
 
-    processor = LoraTrackerImageProcessor.from_tracker_config(model_config)
+    processor = processor or LoraTrackerImageProcessor.from_tracker_config(model_config)
     rng = np.random.default_rng(seed)
     templates, token_types, searches = [], [], []
     video_config = SyntheticVideoConfig(frame_size=(256, 192), num_frames=8)
@@ -121,6 +122,19 @@ class ParityResult:
     best_cell_box_px_max: float
     best_cell_agreement: float
     batch_sizes: list[int] = field(default_factory=list)
+    kv_cache_max_abs: float | None = None  # LoRATv2: largest key/value difference of the streamed caches
+
+    def worst(self, other: ParityResult) -> ParityResult:
+        """The larger distance of each kind (the lower agreement) of two results."""
+        caches = [c for c in (self.kv_cache_max_abs, other.kv_cache_max_abs) if c is not None]
+        return ParityResult(
+            max(self.score_map_max_abs, other.score_map_max_abs),
+            max(self.box_px_max, other.box_px_max),
+            max(self.best_cell_box_px_max, other.best_cell_box_px_max),
+            min(self.best_cell_agreement, other.best_cell_agreement),
+            self.batch_sizes,
+            max(caches) if caches else None,
+        )
 
 
 def compare_outputs(
@@ -156,29 +170,37 @@ def check_parity(
                 chunk = {name: inputs[name][start : start + batch_size] for name in INPUT_NAMES}
                 reference = TrackerForward(model)(**chunk)
                 result = compare_outputs(reference, _run_session(session, chunk), search_size)
-                if worst is None:
-                    worst = result
-                else:
-                    worst = ParityResult(
-                        max(worst.score_map_max_abs, result.score_map_max_abs),
-                        max(worst.box_px_max, result.box_px_max),
-                        max(worst.best_cell_box_px_max, result.best_cell_box_px_max),
-                        min(worst.best_cell_agreement, result.best_cell_agreement),
-                    )
+                worst = result if worst is None else worst.worst(result)
     worst.batch_sizes = list(batch_sizes)
     return worst
 
 
 def _export_graph(model: nn.Module, path: Path, opset: int) -> None:
     sample = synthetic_tracker_inputs(model.config, 2, seed=1)
+    export_graph(
+        TrackerForward(model), tuple(sample[name] for name in INPUT_NAMES), INPUT_NAMES, OUTPUT_NAMES, path, opset
+    )
+
+
+def export_graph(
+    module: nn.Module,
+    sample: tuple[torch.Tensor, ...],
+    input_names: tuple[str, ...],
+    output_names: tuple[str, ...],
+    path: Path,
+    opset: int,
+    batch_axes: tuple[int, ...] | None = None,
+) -> None:
+    """Export `module(*sample)` to one ONNX file with a dynamic batch (axis `batch_axes[i]` of input i, default 0)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
+    batch_axes = batch_axes or (0,) * len(input_names)
     with torch.inference_mode(False), torch.no_grad():
         program = torch.onnx.export(
-            TrackerForward(model).eval(),
-            tuple(sample[name] for name in INPUT_NAMES),
-            input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=tuple({0: batch} for _ in INPUT_NAMES),
+            module.eval(),
+            sample,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_shapes=tuple({axis: batch} for axis in batch_axes),
             opset_version=opset,
             dynamo=True,
             optimize=True,
@@ -248,6 +270,7 @@ def _load_merged_model(model_or_path: nn.Module | str | os.PathLike, hub_kwargs:
     from .adapters import load_tracker_model
     from .modeling_lora_tracker import LoraTrackerModel
     from .modeling_lora_tracker_fused import fuse_for_inference
+    from .modeling_loratv2 import Loratv2Model
 
     if isinstance(model_or_path, (str, os.PathLike)):
         model = load_tracker_model(os.fspath(model_or_path), merge=True, **hub_kwargs)
@@ -255,8 +278,11 @@ def _load_merged_model(model_or_path: nn.Module | str | os.PathLike, hub_kwargs:
         model = model_or_path
         if hasattr(model, "merge_and_unload"):
             raise TypeError("Merge the adapters first (model.merge_and_unload()) or pass the tracker folder.")
-    if not isinstance(model, LoraTrackerModel):
-        raise TypeError(f"ONNX export supports LoRAT trackers (LoraTrackerModel), got {type(model).__name__}.")
+    if not isinstance(model, (LoraTrackerModel, Loratv2Model)):
+        raise TypeError(
+            f"ONNX export supports LoRAT and LoRATv2 trackers (LoraTrackerModel, Loratv2Model), got "
+            f"{type(model).__name__}."
+        )
     if model.dtype != torch.float32:
         raise ValueError(f"Export an fp32 model (got {model.dtype}); int8 comes from quantize='dynamic'/'static'.")
     return fuse_for_inference(model.cpu())
@@ -275,8 +301,12 @@ def export_onnx(
 ) -> ExportReport:
     """Export a merged LoRAT tracker to ONNX in `output_dir`, check it with ONNX Runtime, optionally quantise it.
 
+    A LoRATv2 tracker is exported as its streaming steps with the KV cache as explicit tensors and checked over
+    several streamed steps (`lorat_hf.export_onnx_loratv2`; int8: `"dynamic"` only).
+
     Args:
-        model_or_path: a `LoraTrackerModel` (merged, fp32) or a tracker folder / Hub repo id (merged at load).
+        model_or_path: a `LoraTrackerModel` / `Loratv2Model` (merged, fp32) or a tracker folder / Hub repo id
+            (merged at load).
         output_dir: folder to create (`model.onnx`, `model_int8.onnx`, `config.json`, `preprocessor_config.json`,
             `export_report.json`); an existing non-empty folder needs `overwrite=True`.
         quantize: `"none"`, `"dynamic"` or `"static"` (calibrated on synthetic tracker crops) int8 MatMuls.
@@ -294,6 +324,12 @@ def export_onnx(
     tolerance = {**FP32_TOLERANCE, **(tolerance or {})}
     int8_tolerance = {**INT8_TOLERANCE, **(int8_tolerance or {})}
     model = _load_merged_model(model_or_path, hub_kwargs)
+    if model.config.model_type == "loratv2":
+        from .export_onnx_loratv2 import export_loratv2_onnx
+
+        return export_loratv2_onnx(
+            model, model_or_path, output_dir, quantize, opset, tolerance, int8_tolerance, num_check_samples, overwrite
+        )
     check_inputs = synthetic_tracker_inputs(model.config, num_check_samples, seed=2)
     output_dir = Path(output_dir)
     with staged_directory(output_dir, overwrite=overwrite) as staging:
@@ -318,18 +354,25 @@ def export_onnx(
                     f"The int8 graph's boxes differ from torch's by {int8.best_cell_box_px_max:.3g} px at the best cell "
                     f"(tolerance {int8_tolerance['box_px']} px). Nothing was written; try quantize='static' or fp32."
                 )
-        model.config.save_pretrained(staging)
-        from .image_processing_lora_tracker import LoraTrackerImageProcessor
-
-        processor = None
-        if isinstance(model_or_path, (str, os.PathLike)) and os.path.isfile(
-            os.path.join(model_or_path, "preprocessor_config.json")
-        ):
-            processor = LoraTrackerImageProcessor.from_pretrained(os.fspath(model_or_path))
-        (processor or LoraTrackerImageProcessor.from_tracker_config(model.config)).save_pretrained(staging)
         report = ExportReport(str(output_dir), opset, fp32, int8, quantize, tolerance, int8_tolerance)
-        write_json_atomic(staging / EXPORT_REPORT_NAME, report.to_dict())
+        save_export_files(staging, model, model_or_path, report)
     return report
+
+
+def save_export_files(
+    staging: Path, model: nn.Module, model_or_path: nn.Module | str | os.PathLike, report: ExportReport
+) -> None:
+    """Write the tracker config, its image processor (the source folder's when it has one) and the report."""
+    from .image_processing_lora_tracker import LoraTrackerImageProcessor
+
+    model.config.save_pretrained(staging)
+    processor = None
+    if isinstance(model_or_path, (str, os.PathLike)) and os.path.isfile(
+        os.path.join(model_or_path, "preprocessor_config.json")
+    ):
+        processor = LoraTrackerImageProcessor.from_pretrained(os.fspath(model_or_path))
+    (processor or LoraTrackerImageProcessor.from_tracker_config(model.config)).save_pretrained(staging)
+    write_json_atomic(staging / EXPORT_REPORT_NAME, report.to_dict())
 
 
 def read_export_report(folder: str | os.PathLike) -> dict[str, Any]:
@@ -347,6 +390,7 @@ __all__ = [
     "ExportReport",
     "ParityResult",
     "TrackerForward",
+    "export_graph",
     "ONNX_MODEL_NAME",
     "ONNX_INT8_MODEL_NAME",
 ]

@@ -543,14 +543,14 @@ class Loratv2Model(Loratv2PreTrainedModel):
         self,
         chunk: int,
         tokens: torch.Tensor,
-        past_keys: list[torch.Tensor],
-        past_values: list[torch.Tensor],
+        past_keys: list[torch.Tensor] | None = None,
+        past_values: list[torch.Tensor] | None = None,
         decode: bool = True,
     ) -> tuple[torch.Tensor | None, list[torch.Tensor], list[torch.Tensor]]:
         """Run chunk `chunk`'s embedded tokens `(B, N, D)` through every layer over explicit earlier keys/values.
 
-        `past_keys[l]` / `past_values[l]` are `(B, heads, P, head_dim)`: the chunks before `chunk` (`P` = 0 for the
-        template). Returns the final tokens `(B, N, D)` (None when `decode` is False: the last layer then computes only
+        `past_keys[l]` / `past_values[l]` are `(B, heads, P, head_dim)`: the chunks before `chunk` (None for the
+        template: nothing comes before it). Returns the final tokens `(B, N, D)` (None when `decode` is False: the last layer then computes only
         its keys/values) and this chunk's keys and values per layer, `(B, heads, N, head_dim)` each. Pure: no cache is
         written (the KV-cache calls and the ONNX export build on it).
         """
@@ -559,7 +559,7 @@ class Loratv2Model(Loratv2PreTrainedModel):
         hidden_states, all_keys, all_values = tokens, [], []
         for index, layer in enumerate(layers):
             kv_only = not decode and index == len(layers) - 1
-            past = (past_keys[index], past_values[index])
+            past = None if past_keys is None else (past_keys[index], past_values[index])
             hidden_states, (keys, values) = layer(hidden_states, [chunk], [length], past, None, kv_only)
             all_keys.append(keys)
             all_values.append(values)

@@ -161,3 +161,16 @@ def test_cli_errors(tmp_path, capsys):
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
     assert main(args + ["--output", str(tmp_path / "taken"), "--num-heads", "2", "--overwrite"]) == 0
     assert (tmp_path / "taken" / "adapter_config.json").is_file()
+
+
+def test_lorat_convert_is_a_command_and_keeps_its_module_name(capsys):
+    from importlib.metadata import entry_points
+
+    from lorat_hf.commands import convert as convert_command
+
+    assert entry_points(group="console_scripts")["lorat-convert"].value == "lorat_hf.commands.convert:main"
+    for run, prog in ((convert_command.main, "lorat-convert"), (main, "python -m lorat_hf.convert")):
+        with pytest.raises(SystemExit) as exit_info:
+            run(["--lorat", "x.bin"])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.startswith(f"usage: {prog} ")

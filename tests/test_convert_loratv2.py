@@ -1,4 +1,4 @@
-"""`python -m lorat_hf.convert --model-type loratv2`: merged and adapter folders, phase 2, and its errors."""
+"""`lorat-convert --model-type loratv2` (`python -m lorat_hf.convert`): merged and adapter folders, phase 2, errors."""
 
 import json
 
@@ -9,7 +9,7 @@ from test_modeling_loratv2 import OFFICIAL_V2, assert_outputs, search_inputs
 from transformers import AutoModel
 
 from lorat_hf import Loratv2Model, load_tracker_model
-from lorat_hf.convert import main
+from lorat_hf.commands.convert import main
 
 
 def _cli(case, output, *extra):

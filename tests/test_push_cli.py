@@ -39,7 +39,7 @@ def no_hub(monkeypatch):
         def __init__(self, *args, **kwargs):
             raise AssertionError("a dry run or a refused push must not contact the Hub")
 
-    monkeypatch.setattr(hub, "HfApi", Unreachable)
+    monkeypatch.setattr(hub.upload, "HfApi", Unreachable)
 
 
 def test_dry_run_lists_the_upload_and_sends_nothing(adapter_folder, capsys, no_hub):

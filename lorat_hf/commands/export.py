@@ -1,5 +1,8 @@
 """`lorat-export`: export a LoRAT tracker to ONNX, checked against torch with ONNX Runtime, optionally int8.
 
+A LoRATv2 folder is exported as its template and search steps (phase 2: also the reference step) with the KV cache as
+explicit inputs/outputs, checked over several streamed steps (`lorat_hf.export_onnx_loratv2`).
+
     lorat-export --model path/or/hub-id --output tracker-onnx
     lorat-export --model path/or/hub-id --output tracker-onnx --quantize dynamic
     lorat-track clip.mp4 --box 120,80,60,40 --model tracker-onnx --backend onnxruntime
@@ -22,7 +25,7 @@ PROG = "lorat-export"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Export a LoRAT tracker to ONNX (checked with ONNX Runtime)."
+        prog=PROG, description="Export a LoRAT or LoRATv2 tracker to ONNX (checked with ONNX Runtime)."
     )
     parser.add_argument(
         "--model", default=None, help="tracker folder or Hub repo id (default: the embedded demo tracker)"

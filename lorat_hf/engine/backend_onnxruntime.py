@@ -9,6 +9,7 @@ score map + boxes) in one ONNX Runtime call. `LoraTracker.from_pretrained(folder
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,8 +124,9 @@ class OnnxRuntimeBackend(TrackingBackend):
 
 def load_onnxruntime_backend(
     folder: str | os.PathLike, backend: str = "onnxruntime", num_threads: int | None = None
-) -> OnnxRuntimeBackend:
-    """The `OnnxRuntimeBackend` of a local export folder for `backend` (`"onnxruntime"` or `"onnxruntime-int8"`)."""
+) -> TrackingBackend:
+    """The ONNX Runtime backend of a local export folder for `backend` (`"onnxruntime"` or `"onnxruntime-int8"`):
+    an `OnnxRuntimeBackend` for LoRAT, an `OnnxRuntimeLoratv2Backend` for a LoRATv2 export."""
     if backend not in BACKEND_FILES:
         raise ValueError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
     if not os.path.isdir(folder):
@@ -132,7 +134,17 @@ def load_onnxruntime_backend(
             f"The {backend} backend reads a local export folder; {os.fspath(folder)!r} is not a folder. Export one "
             "with `lorat-export --model <tracker> --output <folder>`."
         )
+    if _model_type(folder) == "loratv2":
+        from .backend_onnxruntime_loratv2 import OnnxRuntimeLoratv2Backend
+
+        return OnnxRuntimeLoratv2Backend(folder, int8=backend == "onnxruntime-int8", num_threads=num_threads)
     return OnnxRuntimeBackend(folder, BACKEND_FILES[backend], num_threads)
+
+
+def _model_type(folder: str | os.PathLike) -> str | None:
+    """The `model_type` in a folder's `config.json` (None without one)."""
+    path = Path(folder) / "config.json"
+    return json.loads(path.read_text(encoding="utf-8")).get("model_type") if path.is_file() else None
 
 
 __all__ = ["OnnxRuntimeBackend", "load_onnxruntime_backend", "onnxruntime_session", "require_onnx", "BACKENDS"]

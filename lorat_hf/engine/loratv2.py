@@ -46,15 +46,21 @@ class Loratv2Backend(TrackingBackend):
     clip_reported_boxes = False  # the official LoRATv2 pipeline reports the box as predicted
 
     def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None = None, max_batch_size: int | None = None):
+        network = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._bind(model, network, *model_device_and_dtype(model), autocast_dtype, max_batch_size)
+
+    def _bind(self, model, network, device, weight_dtype, autocast_dtype, max_batch_size) -> None:
+        """Set the backend's attributes; `network` is anything with `Loratv2Model`'s streaming API (`new_kv_cache`,
+        `init_template`, `update_region`, `track_region`), e.g. the ONNX Runtime graphs of an export folder."""
         self.model = model
-        self.network = model.get_base_model() if hasattr(model, "get_base_model") else model
-        self.config = self.network.config
+        self.network = network
+        self.config = network.config
         if self.config.num_search_regions > 2:
             raise ValueError(
                 f"Tracking supports one or two search regions (phase 1 / phase 2); this model has "
                 f"{self.config.num_search_regions}."
             )
-        self.device, self.weight_dtype = model_device_and_dtype(model)
+        self.device, self.weight_dtype = device, weight_dtype
         self.autocast_dtype = autocast_dtype
         self.max_batch_size = max_batch_size
         self.tracked_region = self.config.num_search_regions - 1
