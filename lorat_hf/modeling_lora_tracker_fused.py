@@ -6,8 +6,8 @@ MLPs likewise get one `D -> 2H` gate/up multiply. `fuse_for_inference(model)` sw
 tracker for a `FusedDinov2Layer` in place; the arithmetic is the same (concatenated weights), so the outputs agree with
 the unfused model to float rounding. On the CPU, the fused layers' Linear layers run through oneDNN's linear kernel
 (`inference_linear`; the fc1 GELU fused into it), which is faster than the MKL GEMM behind `F.linear` on this project's
-AMD CPUs, and each layer scale and residual add is one `addcmul`. A merged `Loratv2Model` is fused the same way, one fused copy per stream expert
-(`lorat_hf.modeling_loratv2_fused`).
+AMD CPUs, and each layer scale and residual add is one `addcmul`. A merged `Loratv2Model` is fused the same way, one
+fused copy per stream expert (`lorat_hf.modeling_loratv2_fused`).
 
 The fused model stays state-dict compatible: `state_dict()` splits the fused tensors back into the standard
 `q_proj` / `k_proj` / `v_proj` (`gate_proj` / `up_proj`) keys and `load_state_dict` accepts those keys, so
@@ -63,7 +63,7 @@ def _join_part_keys(
 
 def _onednn_linear_applies(hidden_states: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether oneDNN's linear kernel can run this product: plain CPU tensors (not traced, exported or compiled), fp32
-    or bf16, no gradient wanted."""
+    or bf16, no gradient wanted, no CPU autocast."""
     return (
         type(hidden_states) is torch.Tensor  # not a tracing subclass (FakeTensor, FunctionalTensor, ...)
         and type(weight) in (torch.Tensor, nn.Parameter)
@@ -71,6 +71,7 @@ def _onednn_linear_applies(hidden_states: torch.Tensor, weight: torch.Tensor) ->
         and hidden_states.dtype == weight.dtype
         and hidden_states.dtype in (torch.float32, torch.bfloat16)
         and not (torch.is_grad_enabled() and (hidden_states.requires_grad or weight.requires_grad))
+        and not torch.is_autocast_enabled("cpu")  # autocast decides the dtype of F.linear, not of oneDNN's op
         and torch.backends.mkldnn.is_available()
     )
 
@@ -81,8 +82,8 @@ def inference_linear(
     """`hidden_states @ weight.T + bias` (then the exact, erf GELU when `gelu`): `(..., in)` -> `(..., out)`.
 
     On the CPU this is oneDNN's linear kernel with the bias (and GELU) applied in its epilogue; it agrees with
-    `F.linear` to float rounding. Anywhere else (GPU, gradients, tracing for ONNX export or torch.compile) it is
-    `F.linear` (and `F.gelu`).
+    `F.linear` to float rounding. Anywhere else (GPU, gradients, autocast, tracing for ONNX export or torch.compile)
+    it is `F.linear` (and `F.gelu`).
     """
     if _onednn_linear_applies(hidden_states, weight):
         return torch.ops.mkldnn._linear_pointwise(hidden_states, weight, bias, "gelu" if gelu else "none", [], "none")

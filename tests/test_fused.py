@@ -168,3 +168,9 @@ def test_inference_linear_keeps_gradients_when_asked():
     output = inference_linear(torch.randn(4, 3), weight, None, gelu=True)
     output.sum().backward()
     assert weight.grad is not None and weight.grad.abs().sum() > 0
+
+
+def test_inference_linear_leaves_cpu_autocast_its_dtype():
+    hidden, weight = torch.randn(4, 3), nn.Parameter(torch.randn(5, 3), requires_grad=False)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert inference_linear(hidden, weight, None).dtype == torch.bfloat16  # as F.linear under autocast
