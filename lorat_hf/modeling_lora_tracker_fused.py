@@ -4,9 +4,10 @@ transformers' `Dinov2Layer` computes q, k and v with three `D -> D` matrix multi
 `D -> 3D` multiply, which is faster at every batch size (fewer, larger GEMMs and one read of the activations). SwiGLU
 MLPs likewise get one `D -> 2H` gate/up multiply. `fuse_for_inference(model)` swaps every encoder layer of a merged
 tracker for a `FusedDinov2Layer` in place; the arithmetic is the same (concatenated weights), so the outputs agree with
-the unfused model to float rounding. On the CPU, the fused layers' Linear layers run through oneDNN's linear kernel
-(`inference_linear`; the fc1 GELU fused into it), which is faster than the MKL GEMM behind `F.linear` on this project's
-AMD CPUs, and each layer scale and residual add is one `addcmul`. A merged `Loratv2Model` is fused the same way, one
+the unfused model to float rounding (bit for bit with the official end-to-end run). `fuse_for_inference(model,
+onednn_kernels=True)` also runs the fused layers' Linear layers through oneDNN's linear kernel on the CPU
+(`inference_linear`; the fc1 GELU fused into it), faster than the MKL GEMM behind `F.linear` on this project's AMD
+CPUs, equal to float rounding but not bit for bit. A merged `Loratv2Model` is fused the same way, one
 fused copy per stream expert (`lorat_hf.modeling_loratv2_fused`).
 
 The fused model stays state-dict compatible: `state_dict()` splits the fused tensors back into the standard
@@ -77,15 +78,19 @@ def _onednn_linear_applies(hidden_states: torch.Tensor, weight: torch.Tensor) ->
 
 
 def inference_linear(
-    hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False
+    hidden_states: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    gelu: bool = False,
+    onednn: bool = True,
 ) -> torch.Tensor:
     """`hidden_states @ weight.T + bias` (then the exact, erf GELU when `gelu`): `(..., in)` -> `(..., out)`.
 
     On the CPU this is oneDNN's linear kernel with the bias (and GELU) applied in its epilogue; it agrees with
     `F.linear` to float rounding. Anywhere else (GPU, gradients, autocast, tracing for ONNX export or torch.compile)
-    it is `F.linear` (and `F.gelu`).
+    it is `F.linear` (and `F.gelu`), as with `onednn=False`.
     """
-    if _onednn_linear_applies(hidden_states, weight):
+    if onednn and _onednn_linear_applies(hidden_states, weight):
         return torch.ops.mkldnn._linear_pointwise(hidden_states, weight, bias, "gelu" if gelu else "none", [], "none")
     output = F.linear(hidden_states, weight, bias)
     return F.gelu(output) if gelu else output
@@ -115,6 +120,7 @@ class FusedDinov2Attention(_FusedLinearStateDictMixin, nn.Module):
 
     fused_name = "qkv_proj"
     part_names = ("q_proj", "k_proj", "v_proj")
+    onednn_kernels = False  # `inference_linear` through oneDNN (set by fuse_for_inference)
 
     def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True):
         super().__init__()
@@ -147,13 +153,17 @@ class FusedDinov2Attention(_FusedLinearStateDictMixin, nn.Module):
 
     def queries_keys_values(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(B, N, D)` -> queries, keys, values, each `(B, heads, N, head_dim)`, from one `D -> 3D` multiply."""
-        return self._heads(inference_linear(hidden_states, self.qkv_proj.weight, self.qkv_proj.bias), 3)
+        return self._heads(
+            inference_linear(hidden_states, self.qkv_proj.weight, self.qkv_proj.bias, onednn=self.onednn_kernels), 3
+        )
 
     def keys_values(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, N, D)` -> keys and values only, each `(B, heads, N, head_dim)` (one `D -> 2D` multiply)."""
         dim = self.num_heads * self.head_dim
         bias = None if self.qkv_proj.bias is None else self.qkv_proj.bias[dim:]
-        return self._heads(inference_linear(hidden_states, self.qkv_proj.weight[dim:], bias), 2)
+        return self._heads(
+            inference_linear(hidden_states, self.qkv_proj.weight[dim:], bias, onednn=self.onednn_kernels), 2
+        )
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """`(B, N, D)` -> `(B, N, D)`."""
@@ -161,7 +171,7 @@ class FusedDinov2Attention(_FusedLinearStateDictMixin, nn.Module):
         query, key, value = self.queries_keys_values(hidden_states)
         attended = F.scaled_dot_product_attention(query, key, value)
         attended = attended.transpose(1, 2).reshape(batch, tokens, dim)
-        return inference_linear(attended, self.o_proj.weight, self.o_proj.bias)
+        return inference_linear(attended, self.o_proj.weight, self.o_proj.bias, onednn=self.onednn_kernels)
 
 
 class FusedSwiGLUFFN(_FusedLinearStateDictMixin, nn.Module):
@@ -169,6 +179,7 @@ class FusedSwiGLUFFN(_FusedLinearStateDictMixin, nn.Module):
 
     fused_name = "gate_up_proj"
     part_names = ("gate_proj", "up_proj")
+    onednn_kernels = False
 
     def __init__(self, hidden_size: int, intermediate_size: int):
         super().__init__()
@@ -177,12 +188,19 @@ class FusedSwiGLUFFN(_FusedLinearStateDictMixin, nn.Module):
         self._register_split_state_dict_hooks()
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        gate, up = inference_linear(hidden_states, self.gate_up_proj.weight, self.gate_up_proj.bias).chunk(2, dim=-1)
-        return inference_linear(F.silu(gate) * up, self.down_proj.weight, self.down_proj.bias)
+        gate, up = inference_linear(
+            hidden_states, self.gate_up_proj.weight, self.gate_up_proj.bias, onednn=self.onednn_kernels
+        ).chunk(2, dim=-1)
+        return inference_linear(
+            F.silu(gate) * up, self.down_proj.weight, self.down_proj.bias, onednn=self.onednn_kernels
+        )
 
 
 class FusedGeluMLP(nn.Module):
-    """A DINOv2 GELU MLP, `fc2(act(fc1(x)))`, with the exact GELU computed in fc1's linear kernel (same state dict)."""
+    """A DINOv2 GELU MLP, `fc2(act(fc1(x)))`, with the exact GELU computed in fc1's oneDNN linear kernel when
+    `onednn_kernels` is set (same state dict)."""
+
+    onednn_kernels = False
 
     def __init__(self, mlp: nn.Module):
         super().__init__()
@@ -194,11 +212,14 @@ class FusedGeluMLP(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """`(B, N, D)` -> `(B, N, D)`."""
-        if self.gelu_in_fc1:
+        onednn = self.onednn_kernels
+        if self.gelu_in_fc1 and onednn:
             hidden_states = inference_linear(hidden_states, self.fc1.weight, self.fc1.bias, gelu=True)
         else:
-            hidden_states = self.activation_fn(inference_linear(hidden_states, self.fc1.weight, self.fc1.bias))
-        return inference_linear(hidden_states, self.fc2.weight, self.fc2.bias)
+            hidden_states = self.activation_fn(
+                inference_linear(hidden_states, self.fc1.weight, self.fc1.bias, onednn=onednn)
+            )
+        return inference_linear(hidden_states, self.fc2.weight, self.fc2.bias, onednn=onednn)
 
 
 class FusedDinov2Layer(nn.Module):
@@ -217,11 +238,8 @@ class FusedDinov2Layer(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         """`(B, N, D)` -> `(B, N, D)`."""
-        # x + ls * f(x) in one pass (addcmul) instead of a multiply and an add
-        hidden_states = torch.addcmul(
-            hidden_states, self.attention(self.norm1(hidden_states)), self.layer_scale1.lambda1
-        )
-        return torch.addcmul(hidden_states, self.mlp(self.norm2(hidden_states)), self.layer_scale2.lambda1)
+        hidden_states = hidden_states + self.layer_scale1(self.attention(self.norm1(hidden_states)))
+        return hidden_states + self.layer_scale2(self.mlp(self.norm2(hidden_states)))
 
 
 def fuse_mlp(mlp: nn.Module) -> nn.Module:
@@ -259,10 +277,11 @@ def is_fused(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def fuse_for_inference(model: nn.Module) -> nn.Module:
+def fuse_for_inference(model: nn.Module, onednn_kernels: bool = False) -> nn.Module:
     """Swap every encoder layer of a merged `LoraTrackerModel` for a `FusedDinov2Layer` (of a merged `Loratv2Model`
     for a `FusedLoratv2Layer`: every stream's expert fused), in place; returns the model in eval mode with gradients
-    off. A fused model is returned as it is.
+    off. A fused model is returned as it is. `onednn_kernels`: run the fused Linear layers through oneDNN on the CPU
+    (`inference_linear`; faster on AMD CPUs, not bit for bit equal to `F.linear`).
 
     Raises a `TypeError` for a PeftModel (merge it first: `model.merge_and_unload()`, or load with `merge=True`): its
     LoRA layers must stay separate to train.
@@ -273,7 +292,7 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
     if isinstance(model, Loratv2Model):
         from .modeling_loratv2_fused import fuse_loratv2_for_inference
 
-        return fuse_loratv2_for_inference(model)
+        return _use_onednn_kernels(fuse_loratv2_for_inference(model), onednn_kernels)
     if not isinstance(model, LoraTrackerModel):
         raise TypeError(
             f"fuse_for_inference takes a merged LoraTrackerModel or Loratv2Model, got {type(model).__name__}; merge "
@@ -281,14 +300,21 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
             "(model.merge_and_unload(), or load_tracker_model(path, merge=True))."
         )
     if is_fused(model):
-        return model.eval()
+        return _use_onednn_kernels(model, onednn_kernels).eval()
     num_heads = model.config.dinov2_config.num_attention_heads
     layers = model.encoder.layer
     for index, layer in enumerate(layers):
         check_no_adapters(layer, f"encoder.layer.{index}", Dinov2Layer)
         layers[index] = FusedDinov2Layer(layer, num_heads)
     model.requires_grad_(False)
-    return model.eval()
+    return _use_onednn_kernels(model, onednn_kernels).eval()
+
+
+def _use_onednn_kernels(model: nn.Module, enabled: bool) -> nn.Module:
+    for module in model.modules():
+        if isinstance(module, (FusedDinov2Attention, FusedSwiGLUFFN, FusedGeluMLP)):
+            module.onednn_kernels = enabled
+    return model
 
 
 __all__ = [

@@ -174,3 +174,15 @@ def test_inference_linear_leaves_cpu_autocast_its_dtype():
     hidden, weight = torch.randn(4, 3), nn.Parameter(torch.randn(5, 3), requires_grad=False)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert inference_linear(hidden, weight, None).dtype == torch.bfloat16  # as F.linear under autocast
+
+
+@pytest.mark.parametrize("swiglu", [False, True], ids=["gelu", "swiglu"])
+def test_fused_model_with_onednn_kernels_equals_the_unfused_one(swiglu):
+    model = lively_tiny_model(seed=5, dinov2=dict(use_swiglu_ffn=swiglu))
+    fused = fuse_for_inference(copy.deepcopy(model), onednn_kernels=True)
+    assert all(layer.attention.onednn_kernels and layer.mlp.onednn_kernels for layer in fused.encoder.layer)
+    inputs = _inputs(model)
+    with torch.no_grad():
+        reference, output = model(**inputs), fused(**inputs)
+    assert (output.score_map - reference.score_map).abs().max() <= 1e-5
+    assert (output.pred_boxes - reference.pred_boxes).abs().max() <= 1e-5
