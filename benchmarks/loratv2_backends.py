@@ -74,7 +74,6 @@ def run(variant: str, repeats: int, warmup: int, threads: int, int8: bool, expor
     if int8:
         models["ONNX Runtime int8 (dynamic)"] = (OnnxLoratv2Network(export_dir, True, threads), torch.float32)
     inputs = loratv2_inputs(config, "cpu")
-    last = config.num_search_regions - 1
     search_size = max(config.search_size_wh)
     functions, distances = {}, {}
     with torch.inference_mode():
@@ -104,7 +103,7 @@ def run(variant: str, repeats: int, warmup: int, threads: int, int8: bool, expor
         }
         for name in models
     ]
-    return {"variant": variant, "rows": rows, "report": report, "conditions": conditions, "last_region": last}
+    return {"variant": variant, "rows": rows, "report": report, "conditions": conditions, "others": others}
 
 
 def to_markdown(result: dict, repeats: int, threads: int) -> str:
@@ -140,6 +139,11 @@ def to_markdown(result: dict, repeats: int, threads: int) -> str:
             else "."
         ),
     ]
+    if result["others"] is not None and result["others"] >= 0.10:
+        lines.append(
+            f"* Disturbed run: other processes used {result['others']:.0%} of the CPUs, so the absolute times are far "
+            "above a quiet machine's and the ratios are indicative only; rerun on a quiet machine."
+        )
     return "\n".join(lines)
 
 
