@@ -341,9 +341,13 @@ def _details(
     peft_config: PeftConfig | Mapping[str, Any] | None,
     num_parameters: tuple[int, int] | None,
 ) -> list[tuple[str, str]]:
-    """The card's model details rows; parameters are counted on the meta device when not given."""
+    """The card's model details rows; a LoRAT tracker's parameters are counted on the meta device when not given."""
     if getattr(config, "model_type", None) == "loratv2":
-        return _loratv2_details_rows(config, base_model, num_parameters or count_tracker_parameters(config), adapter)
+        if num_parameters is None:
+            raise ValueError(
+                "Pass num_parameters=(total, trainable) for a LoRATv2 card (count_tracker_parameters(config))."
+            )
+        return _loratv2_details_rows(config, base_model, num_parameters, adapter)
     if isinstance(peft_config, PeftConfig):
         peft_config = peft_config.to_dict()
     if peft_config is None and adapter:

@@ -23,7 +23,7 @@ from ..configuration_loratv2 import Loratv2Config
 from ..file_utils import staged_directory
 from ..modeling_lora_tracker import LoraTrackerModel
 from ..modeling_loratv2 import Loratv2Model
-from .cards import DEFAULT_LICENSE, _flatten, build_model_card, validate_model_card
+from .cards import DEFAULT_LICENSE, _flatten, build_model_card, count_tracker_parameters, validate_model_card
 from .common import (
     CARD_NAME,
     EVAL_DIR,
@@ -151,6 +151,7 @@ def assemble_upload_folder(
                 repo_id=repo_id,
                 adapter=adapter,
                 peft_config=info.adapter_config,
+                num_parameters=count_tracker_parameters(config) if info.is_loratv2 else None,
                 train_config=info.train_config,
                 eval_results=reports,
                 datasets=_hub_datasets(info.train_config),
