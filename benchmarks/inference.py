@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -38,6 +39,8 @@ from lorat_hf import LoraTrackerConfig, LoraTrackerModel, add_adapters  # noqa: 
 from lorat_hf.tracking import LoraTracker, initialize_targets, track_step  # noqa: E402
 
 # ----- shared helpers (also used by efficiency.py) -----
+
+T = TypeVar("T")
 
 
 def machine_description() -> str:
@@ -116,6 +119,39 @@ def load_average() -> str:
         return f"{os.getloadavg()[0]:.1f}"
     except (AttributeError, OSError):
         return "n/a"
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser, repeats: int, warmup: int) -> None:
+    """`--device`, `--repeats`, `--warmup`, `--threads`, `--no-write`, `--json`: the options of a timing benchmark."""
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
+    parser.add_argument("--json", type=Path, help="also write the raw figures to this JSON file")
+
+
+def timing_device(args: argparse.Namespace) -> torch.device:
+    """The device `add_timing_arguments`' `--device` names (CUDA when available), with `--threads` applied."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def run_metered(timed: Callable[[], T]) -> tuple[T, float | None, str]:
+    """Run `timed()`: its result, the share of the CPUs other processes used meanwhile (None where not measurable)
+    and a sentence saying how busy the machine was. Warns when others used 10 % of the CPUs or more."""
+    load_before = load_average()
+    meter = OtherProcessesMeter().start()
+    result = timed()
+    others = meter.stop()
+    conditions = (
+        f"other processes used {'n/a' if others is None else f'{others:.0%}'} of the CPUs during the timing "
+        f"(1-min load average {load_before} before, {load_average()} after)"
+    )
+    if others is not None and others >= 0.10:
+        print(f"WARNING: other processes used {others:.0%} of the CPUs: the latencies are disturbed.")
+    return result, others, conditions
 
 
 def model_inputs(
