@@ -62,11 +62,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved_medians(
+def interleaved_times(
     functions: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device
-) -> dict[str, float]:
-    """Median wall time of each function, timed round-robin (a, b, c, a, b, c, ...) so that every candidate sees the
-    same machine conditions (a shared machine's load changes between back-to-back blocks of runs)."""
+) -> dict[str, list[float]]:
+    """Wall time of each function in each of `repeats` rounds, timed round-robin (a, b, c, a, b, c, ...) so that every
+    candidate sees the same machine conditions (a shared machine's load changes between back-to-back blocks of runs)."""
     for _ in range(warmup):
         for function in functions.values():
             function()
@@ -78,6 +78,14 @@ def interleaved_medians(
             function()
             synchronize(device)
             times[name].append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_medians(
+    functions: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device
+) -> dict[str, float]:
+    """Median wall time of each function over interleaved rounds (`interleaved_times`)."""
+    times = interleaved_times(functions, repeats, warmup, device)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
