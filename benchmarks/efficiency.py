@@ -25,12 +25,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference import (  # noqa: E402
-    OtherProcessesMeter,
+    add_timing_arguments,
     environment_line,
     interleaved_medians,
-    load_average,
     machine_description,
     model_inputs,
+    run_metered,
+    timing_device,
 )
 from results_md import RESULTS_FILE, update_results_section  # noqa: E402
 
@@ -161,22 +162,15 @@ def to_markdown(rows: list[dict], latencies: dict, skipped: list[str], repeats: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
+    add_timing_arguments(parser, repeats=3, warmup=1)
     parser.add_argument(
         "--max-latency-variant",
         choices=LATENCY_ORDER,
         help="largest variant to time (default: L-224 on CPU, g-378 on GPU)",
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="time S-224 and B-224 only, 2 repeats")
-    parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
-    parser.add_argument("--json", type=Path, help="also write the raw figures to this JSON file")
     args = parser.parse_args(argv)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = timing_device(args)
     if args.quick:
         args.repeats, args.max_latency_variant = 2, args.max_latency_variant or "B-224"
     largest = args.max_latency_variant or ("g-378" if device.type == "cuda" else "L-224")
@@ -193,22 +187,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{variant}: params {row['total_params']:,} (trainable {row['trainable_params']:,}, merged {row['merged_params']:,}), "
             f"GFLOPs merged {row['flops_merged'] / 1e9:.1f} / unmerged {row['flops_unmerged'] / 1e9:.1f}"
         )
-    load_before = load_average()
-    meter = OtherProcessesMeter().start()
-    for variant in LATENCY_ORDER:
-        if variant in timed:
-            latencies[variant] = latency(variant, args.repeats, args.warmup, device)
-            print(
-                f"{variant}: latency merged {latencies[variant]['merged'] * 1e3:.0f} ms, unmerged {latencies[variant]['unmerged'] * 1e3:.0f} ms"
-            )
-    others = meter.stop()
+
+    def time_variants() -> None:
+        for variant in LATENCY_ORDER:
+            if variant in timed:
+                latencies[variant] = latency(variant, args.repeats, args.warmup, device)
+                print(
+                    f"{variant}: latency merged {latencies[variant]['merged'] * 1e3:.0f} ms, unmerged {latencies[variant]['unmerged'] * 1e3:.0f} ms"
+                )
+
+    _, others, conditions = run_metered(time_variants)
     skipped = [v for v in LATENCY_ORDER if v not in timed]
-    conditions = (
-        f"other processes used {'n/a' if others is None else f'{others:.0%}'} of the CPUs during the timing "
-        f"(1-min load average {load_before} before, {load_average()} after)"
-    )
-    if others is not None and others >= 0.10:
-        print(f"WARNING: other processes used {others:.0%} of the CPUs: the latencies are disturbed.")
     if args.json:
         args.json.write_text(
             json.dumps(

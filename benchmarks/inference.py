@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -38,6 +39,8 @@ from lorat_hf import LoraTrackerConfig, LoraTrackerModel, add_adapters  # noqa: 
 from lorat_hf.tracking import LoraTracker, initialize_targets, track_step  # noqa: E402
 
 # ----- shared helpers (also used by efficiency.py) -----
+
+T = TypeVar("T")
 
 
 def machine_description() -> str:
@@ -59,11 +62,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved_medians(
+def interleaved_times(
     functions: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device
-) -> dict[str, float]:
-    """Median wall time of each function, timed round-robin (a, b, c, a, b, c, ...) so that every candidate sees the
-    same machine conditions (a shared machine's load changes between back-to-back blocks of runs)."""
+) -> dict[str, list[float]]:
+    """Wall time of each function in each of `repeats` rounds, timed round-robin (a, b, c, a, b, c, ...) so that every
+    candidate sees the same machine conditions (a shared machine's load changes between back-to-back blocks of runs)."""
     for _ in range(warmup):
         for function in functions.values():
             function()
@@ -75,6 +78,14 @@ def interleaved_medians(
             function()
             synchronize(device)
             times[name].append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_medians(
+    functions: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device
+) -> dict[str, float]:
+    """Median wall time of each function over interleaved rounds (`interleaved_times`)."""
+    times = interleaved_times(functions, repeats, warmup, device)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -116,6 +127,39 @@ def load_average() -> str:
         return f"{os.getloadavg()[0]:.1f}"
     except (AttributeError, OSError):
         return "n/a"
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser, repeats: int, warmup: int) -> None:
+    """`--device`, `--repeats`, `--warmup`, `--threads`, `--no-write`, `--json`: the options of a timing benchmark."""
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
+    parser.add_argument("--json", type=Path, help="also write the raw figures to this JSON file")
+
+
+def timing_device(args: argparse.Namespace) -> torch.device:
+    """The device `add_timing_arguments`' `--device` names (CUDA when available), with `--threads` applied."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def run_metered(timed: Callable[[], T]) -> tuple[T, float | None, str]:
+    """Run `timed()`: its result, the share of the CPUs other processes used meanwhile (None where not measurable)
+    and a sentence saying how busy the machine was. Warns when others used 10 % of the CPUs or more."""
+    load_before = load_average()
+    meter = OtherProcessesMeter().start()
+    result = timed()
+    others = meter.stop()
+    conditions = (
+        f"other processes used {'n/a' if others is None else f'{others:.0%}'} of the CPUs during the timing "
+        f"(1-min load average {load_before} before, {load_average()} after)"
+    )
+    if others is not None and others >= 0.10:
+        print(f"WARNING: other processes used {others:.0%} of the CPUs: the latencies are disturbed.")
+    return result, others, conditions
 
 
 def model_inputs(

@@ -28,12 +28,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference import (  # noqa: E402
-    OtherProcessesMeter,
+    add_timing_arguments,
     environment_line,
     interleaved_medians,
-    load_average,
     machine_description,
     model_inputs,
+    run_metered,
+    timing_device,
 )
 from results_md import RESULTS_FILE, update_results_section  # noqa: E402
 
@@ -192,20 +193,13 @@ def to_markdown(rows: list[dict], timing: dict[str, float] | None, repeats: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_timing_arguments(parser, repeats=7, warmup=2)
     parser.add_argument(
         "--quick", action="store_true", help="B variants only (the L ones need up to ~4 GB), 3 repeats"
     )
     parser.add_argument("--no-latency", action="store_true", help="only parameters and FLOPs")
-    parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
-    parser.add_argument("--json", type=Path, help="also write the raw figures to this JSON file")
     args = parser.parse_args(argv)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = timing_device(args)
     if args.quick:
         args.repeats, args.warmup = 3, 1
 
@@ -222,17 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     timing, conditions = None, ""
     if not args.no_latency:
-        load_before = load_average()
-        meter = OtherProcessesMeter().start()
-        timing = latency(args.repeats, args.warmup, device)
-        others = meter.stop()
-        conditions = (
-            f"other processes used {'n/a' if others is None else f'{others:.0%}'} of the CPUs during the timing "
-            f"(1-min load average {load_before} before, {load_average()} after)"
-        )
+        timing, _, conditions = run_metered(lambda: latency(args.repeats, args.warmup, device))
         print(", ".join(f"{name} {value * 1e3:.0f} ms" for name, value in timing.items()))
-        if others is not None and others >= 0.10:
-            print(f"WARNING: other processes used {others:.0%} of the CPUs: the latencies are disturbed.")
     if args.json:
         args.json.write_text(
             json.dumps({"machine": machine_description(), "rows": rows, "latency_s": timing}, indent=2)

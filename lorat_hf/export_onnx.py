@@ -209,24 +209,56 @@ def export_graph(
     program.save(str(path), external_data=False)
 
 
+# int8 weights get one scale per output channel, and the MatMuls of these modules stay fp32: on the demo tracker the
+# per-tensor scales and the box head's int8 MatMuls gave most of the box error (benchmarks/RESULTS.md, "Backends"),
+# while the head is ~2% of a B-224 forward's FLOPs
+INT8_FP32_MODULES = ("tracker_head",)
+
+
+def module_matmul_nodes(model_path: str | os.PathLike, module_names: tuple[str, ...]) -> list[str]:
+    """Names of the MatMul nodes of an exported graph that belong to the model's submodules `module_names` (e.g.
+    `"tracker_head"`), read from the module scopes torch.onnx.export records in each node's metadata."""
+    import onnx
+
+    wanted = tuple(f"model.{name}" for name in module_names)
+    nodes = []
+    for node in onnx.load(str(model_path), load_external_data=False).graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+        if node.op_type == "MatMul" and any(f"'{scope}'" in scopes for scope in wanted):
+            nodes.append(node.name)
+    return nodes
+
+
 def quantize_int8(
     source: str | os.PathLike,
     destination: str | os.PathLike,
     method: str = "dynamic",
     calibration: dict[str, torch.Tensor] | None = None,
+    per_channel: bool = True,
+    fp32_modules: tuple[str, ...] = INT8_FP32_MODULES,
 ) -> Path:
-    """Quantise an exported fp32 graph's MatMul weights to int8 with ONNX Runtime: `"dynamic"` (activations
-    quantised per batch at run time) or `"static"` (activation ranges calibrated on `calibration` inputs)."""
+    """Quantise an exported fp32 graph's weight MatMuls to int8 with ONNX Runtime: `"dynamic"` (activations
+    quantised per batch at run time) or `"static"` (activation ranges calibrated on `calibration` inputs).
+
+    `per_channel`: one weight scale per output channel (else one per tensor); `fp32_modules`: submodules whose
+    MatMuls stay fp32 (default: the tracker head)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.calibrate import CalibrationDataReader
 
-    if method == "dynamic":
-        quantize_dynamic(str(source), str(destination), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-        return Path(destination)
-    if method != "static":
+    if method not in QUANTIZE_CHOICES[1:]:
         raise ValueError(f"Unknown quantisation {method!r}; choose one of {QUANTIZE_CHOICES[1:]}.")
-    if calibration is None:
+    if method == "static" and calibration is None:
         raise ValueError("Static quantisation needs calibration inputs.")
+    options = dict(
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        per_channel=per_channel,
+        nodes_to_exclude=module_matmul_nodes(source, fp32_modules),
+        extra_options={"MatMulConstBOnly": True},  # attention scores and values stay fp32
+    )
+    if method == "dynamic":
+        quantize_dynamic(str(source), str(destination), **options)
+        return Path(destination)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -238,15 +270,7 @@ def quantize_int8(
         def get_next(self):
             return next(self._items, None)
 
-    quantize_static(
-        str(source),
-        str(destination),
-        Reader(),
-        weight_type=QuantType.QInt8,
-        activation_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul"],
-        per_channel=True,
-    )
+    quantize_static(str(source), str(destination), Reader(), activation_type=QuantType.QInt8, **options)
     return Path(destination)
 
 
@@ -383,6 +407,8 @@ def read_export_report(folder: str | os.PathLike) -> dict[str, Any]:
 __all__ = [
     "export_onnx",
     "quantize_int8",
+    "module_matmul_nodes",
+    "INT8_FP32_MODULES",
     "check_parity",
     "compare_outputs",
     "synthetic_tracker_inputs",

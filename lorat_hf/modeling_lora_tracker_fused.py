@@ -4,7 +4,9 @@ transformers' `Dinov2Layer` computes q, k and v with three `D -> D` matrix multi
 `D -> 3D` multiply, which is faster at every batch size (fewer, larger GEMMs and one read of the activations). SwiGLU
 MLPs likewise get one `D -> 2H` gate/up multiply. `fuse_for_inference(model)` swaps every encoder layer of a merged
 tracker for a `FusedDinov2Layer` in place; the arithmetic is the same (concatenated weights), so the outputs agree with
-the unfused model to float rounding. A merged `Loratv2Model` is fused the same way, one fused copy per stream expert
+the unfused model to float rounding. On the CPU, the fused layers' Linear layers run through oneDNN's linear kernel
+(`inference_linear`; the fc1 GELU fused into it), which is faster than the MKL GEMM behind `F.linear` on this project's
+AMD CPUs, and each layer scale and residual add is one `addcmul`. A merged `Loratv2Model` is fused the same way, one fused copy per stream expert
 (`lorat_hf.modeling_loratv2_fused`).
 
 The fused model stays state-dict compatible: `state_dict()` splits the fused tensors back into the standard
@@ -19,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.activations import GELUActivation
 from transformers.models.dinov2.modeling_dinov2 import Dinov2Layer, Dinov2MLP, Dinov2SwiGLUFFN
 from transformers.models.dinov2_with_registers.modeling_dinov2_with_registers import (
     Dinov2WithRegistersMLP,
@@ -56,6 +59,35 @@ def _join_part_keys(
         keys = [f"{prefix}{name}.{suffix}" for name in part_names]
         if all(key in state_dict for key in keys):
             state_dict[f"{prefix}{fused_name}.{suffix}"] = torch.cat([state_dict.pop(key) for key in keys])
+
+
+def _onednn_linear_applies(hidden_states: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether oneDNN's linear kernel can run this product: plain CPU tensors (not traced, exported or compiled), fp32
+    or bf16, no gradient wanted."""
+    return (
+        type(hidden_states) is torch.Tensor  # not a tracing subclass (FakeTensor, FunctionalTensor, ...)
+        and type(weight) in (torch.Tensor, nn.Parameter)
+        and hidden_states.device.type == "cpu"
+        and hidden_states.dtype == weight.dtype
+        and hidden_states.dtype in (torch.float32, torch.bfloat16)
+        and not (torch.is_grad_enabled() and (hidden_states.requires_grad or weight.requires_grad))
+        and torch.backends.mkldnn.is_available()
+    )
+
+
+def inference_linear(
+    hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False
+) -> torch.Tensor:
+    """`hidden_states @ weight.T + bias` (then the exact, erf GELU when `gelu`): `(..., in)` -> `(..., out)`.
+
+    On the CPU this is oneDNN's linear kernel with the bias (and GELU) applied in its epilogue; it agrees with
+    `F.linear` to float rounding. Anywhere else (GPU, gradients, tracing for ONNX export or torch.compile) it is
+    `F.linear` (and `F.gelu`).
+    """
+    if _onednn_linear_applies(hidden_states, weight):
+        return torch.ops.mkldnn._linear_pointwise(hidden_states, weight, bias, "gelu" if gelu else "none", [], "none")
+    output = F.linear(hidden_states, weight, bias)
+    return F.gelu(output) if gelu else output
 
 
 class _FusedLinearStateDictMixin:
@@ -114,20 +146,21 @@ class FusedDinov2Attention(_FusedLinearStateDictMixin, nn.Module):
 
     def queries_keys_values(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(B, N, D)` -> queries, keys, values, each `(B, heads, N, head_dim)`, from one `D -> 3D` multiply."""
-        return self._heads(self.qkv_proj(hidden_states), 3)
+        return self._heads(inference_linear(hidden_states, self.qkv_proj.weight, self.qkv_proj.bias), 3)
 
     def keys_values(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, N, D)` -> keys and values only, each `(B, heads, N, head_dim)` (one `D -> 2D` multiply)."""
         dim = self.num_heads * self.head_dim
         bias = None if self.qkv_proj.bias is None else self.qkv_proj.bias[dim:]
-        return self._heads(F.linear(hidden_states, self.qkv_proj.weight[dim:], bias), 2)
+        return self._heads(inference_linear(hidden_states, self.qkv_proj.weight[dim:], bias), 2)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """`(B, N, D)` -> `(B, N, D)`."""
         batch, tokens, dim = hidden_states.shape
         query, key, value = self.queries_keys_values(hidden_states)
         attended = F.scaled_dot_product_attention(query, key, value)
-        return self.o_proj(attended.transpose(1, 2).reshape(batch, tokens, dim))
+        attended = attended.transpose(1, 2).reshape(batch, tokens, dim)
+        return inference_linear(attended, self.o_proj.weight, self.o_proj.bias)
 
 
 class FusedSwiGLUFFN(_FusedLinearStateDictMixin, nn.Module):
@@ -143,8 +176,28 @@ class FusedSwiGLUFFN(_FusedLinearStateDictMixin, nn.Module):
         self._register_split_state_dict_hooks()
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(hidden_states).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        gate, up = inference_linear(hidden_states, self.gate_up_proj.weight, self.gate_up_proj.bias).chunk(2, dim=-1)
+        return inference_linear(F.silu(gate) * up, self.down_proj.weight, self.down_proj.bias)
+
+
+class FusedGeluMLP(nn.Module):
+    """A DINOv2 GELU MLP, `fc2(act(fc1(x)))`, with the exact GELU computed in fc1's linear kernel (same state dict)."""
+
+    def __init__(self, mlp: nn.Module):
+        super().__init__()
+        self.fc1, self.fc2, self.activation_fn = mlp.fc1, mlp.fc2, mlp.activation_fn
+        activation = self.activation_fn
+        self.gelu_in_fc1 = (isinstance(activation, GELUActivation) and activation.act is F.gelu) or (
+            isinstance(activation, nn.GELU) and activation.approximate == "none"
+        )
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`(B, N, D)` -> `(B, N, D)`."""
+        if self.gelu_in_fc1:
+            hidden_states = inference_linear(hidden_states, self.fc1.weight, self.fc1.bias, gelu=True)
+        else:
+            hidden_states = self.activation_fn(inference_linear(hidden_states, self.fc1.weight, self.fc1.bias))
+        return inference_linear(hidden_states, self.fc2.weight, self.fc2.bias)
 
 
 class FusedDinov2Layer(nn.Module):
@@ -163,13 +216,16 @@ class FusedDinov2Layer(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         """`(B, N, D)` -> `(B, N, D)`."""
-        hidden_states = hidden_states + self.layer_scale1(self.attention(self.norm1(hidden_states)))
-        return hidden_states + self.layer_scale2(self.mlp(self.norm2(hidden_states)))
+        # x + ls * f(x) in one pass (addcmul) instead of a multiply and an add
+        hidden_states = torch.addcmul(
+            hidden_states, self.attention(self.norm1(hidden_states)), self.layer_scale1.lambda1
+        )
+        return torch.addcmul(hidden_states, self.mlp(self.norm2(hidden_states)), self.layer_scale2.lambda1)
 
 
 def fuse_mlp(mlp: nn.Module) -> nn.Module:
-    """A `FusedSwiGLUFFN` copy of a SwiGLU MLP (DINOv2 or DINOv2-with-registers; `down_proj` shared); a GELU MLP
-    is returned as it is (nothing to fuse)."""
+    """A `FusedSwiGLUFFN` copy of a SwiGLU MLP (DINOv2 or DINOv2-with-registers; `down_proj` shared), or a
+    `FusedGeluMLP` around a GELU MLP (its Linear layers shared)."""
     if isinstance(mlp, (Dinov2SwiGLUFFN, Dinov2WithRegistersSwiGLUFFN)):
         fused = FusedSwiGLUFFN(mlp.gate_proj.in_features, mlp.gate_proj.out_features)
         with torch.no_grad():
@@ -179,7 +235,7 @@ def fuse_mlp(mlp: nn.Module) -> nn.Module:
             fused.down_proj = mlp.down_proj
         return fused
     if isinstance(mlp, (Dinov2MLP, Dinov2WithRegistersMLP)):
-        return mlp
+        return FusedGeluMLP(mlp)
     raise TypeError(f"Cannot fuse an MLP of type {type(mlp).__name__}; expected a DINOv2 MLP or SwiGLU FFN.")
 
 
@@ -238,6 +294,8 @@ __all__ = [
     "FusedDinov2Layer",
     "FusedDinov2Attention",
     "FusedSwiGLUFFN",
+    "FusedGeluMLP",
+    "inference_linear",
     "fuse_for_inference",
     "fuse_mlp",
     "is_fused",

@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from lorat_hf import LoraTrackerConfig, count_parameters
-from lorat_hf.adapters_loratv2 import add_stream_adapters
+from lorat_hf import LoraTrackerConfig
 from lorat_hf.configuration_lora_tracker import BACKBONES
 from lorat_hf.configuration_loratv2 import Loratv2Config
+from lorat_hf.file_utils import write_text_atomic
 from lorat_hf.hub import CODE_URL, PAPER_URL, TrackingResult, build_model_card, count_tracker_parameters
-from lorat_hf.modeling_loratv2 import Loratv2Model
 
 CARDS_DIR = Path(__file__).resolve().parent
 REPORTS_DIR = (
@@ -80,6 +75,104 @@ class OfficialCheckpoint:
     def name(self) -> str:
         size, resolution = self.variant.split("-")
         return f"lorat-{size.lower()}{resolution}" + ("-got10k" if self.got10k_protocol else "")
+
+    @property
+    def datasets(self) -> list[str] | None:
+        return None if self.got10k_protocol else ["l-lt/LaSOT"]
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return ("got-10k-protocol",) if self.got10k_protocol else ()
+
+    def config(self) -> LoraTrackerConfig:
+        return LoraTrackerConfig.from_variant(self.variant)
+
+    def parameter_counts(self) -> tuple[int, int]:
+        return parameter_counts(self.variant)
+
+    def measured_reports(self) -> list[Path]:
+        """lorat-eval reports measured on this converted checkpoint (`reports/<card name>/*.json`), sorted by name."""
+        return sorted((REPORTS_DIR / self.name).glob("*.json"))
+
+    def eval_results(self) -> list[TrackingResult | Path]:
+        return [reported.result() for reported in self.results] + self.measured_reports()
+
+    def description(self, config: LoraTrackerConfig) -> str:
+        protocol = "GOT-10k protocol (trained on GOT-10k train only)" if self.got10k_protocol else "main protocol"
+        return (
+            f"LoRAT-{self.variant}, {protocol}: the official checkpoint `{self.release_file}` of the ECCV 2024 "
+            f"paper, converted to a peft adapter for `{config.backbone_name_or_path}` with `lorat_hf.convert`."
+        )
+
+    def result_notes(self) -> list[str]:
+        measured = (
+            " `lorat-eval` rows were measured on the converted weights."
+            if self.measured_reports()
+            else " They were not re-measured on the converted weights."
+        )
+        notes = [
+            "Reported numbers are those published for the original checkpoint (GPU, fp16 autocast, LoRA merged)."
+            + measured
+            + " The conversion reproduces the official model's outputs on the official reference fixtures (fp32, CPU).",
+        ]
+        if self.got10k_protocol:
+            notes.append(
+                "GOT-10k test scores come from the evaluation server; the official evaluation runs it 3 times."
+            )
+        else:
+            notes.append("LaSOT_ext is run 3 times and averaged in the official evaluation.")
+        if self.not_reported:
+            notes.append(
+                f"{', '.join(self.not_reported)}: not reported in the sources checked; take them from the paper's "
+                "tables when reviewing."
+            )
+        return [*notes, *self.notes]
+
+    def training_rows(self, config: LoraTrackerConfig) -> list[tuple[str, str]]:
+        """The official recipe (`config/LoRAT/run.yaml`, `_mixin/got10k.yaml`), identical for all variants but the
+        backbone's stochastic depth, the crop sizes and, for the GOT-10k protocol, the data and the number of
+        epochs."""
+        if self.got10k_protocol:
+            data = "GOT-10k train (full split only, as the GOT-10k one-shot protocol requires)"
+            length = "100 epochs × 131,072 pairs = 102,400 iterations at global batch 128"
+        else:
+            data = (
+                "LaSOT train, TrackingNet train (TRAIN_0–11), COCO 2017 train (images as one-frame sequences), GOT-10k "
+                "train without the sequences that overlap VOT (7,086); the four datasets are sampled 1:1:1:1"
+            )
+            length = "170 epochs × 131,072 pairs = 174,080 iterations at global batch 128"
+        pairs = (
+            "template and search frames of one track at most 100 frames apart; template crop factor 2.0, search crop "
+            f"factor {config.search_area_factor:.1f} with scale jitter 0.25 and translation jitter 3"
+        )
+        lora = (
+            f"r = {config.lora_r}, alpha = {config.lora_alpha:g}, dropout 0, both A and B initialised trunc-normal "
+            "(std 0.02)"
+        )
+        return recipe_rows(config, [("Training data", data), ("Pairs", pairs)], length, "1e-6", lora)
+
+    def conversion_text(self, config: LoraTrackerConfig, repo_id: str) -> str:
+        size_letter = self.variant.split("-")[0]
+        size = size_letter.lower()
+        backbone = BACKBONES[size_letter].checkpoint
+        dinov2_file = f"dinov2_vit{size}14_pretrain.pth"
+        release = f"`{self.release_file}`"
+        if self.got10k_protocol:
+            release += " (the GOT-10k-protocol models sit in the release's `GOT10k/` folder; the file name there is not confirmed)"
+        return f"""1. Download {release} from the [official release folder]({RELEASE_FOLDER_URL}) (a safetensors file despite its
+   suffix, holding only the trained tensors), and the DINOv2 weights `{dinov2_file}` from
+   <{DINOV2_URL.format(size=size)}>.
+2. Convert (the output folder is a peft adapter that names `{backbone}` as its backbone):
+
+   ```bash
+   python -m lorat_hf.convert --dinov2 {dinov2_file} --lorat {self.release_file.split("/")[-1]} --variant {self.variant} \\
+       --backbone-id {backbone} --output {self.name}
+   ```
+
+3. Publish with this card: `lorat-push {self.name} --repo-id {repo_id} --model-card model_cards/{self.name}.md`.
+
+At load time the adapter is applied to `{backbone}` from the Hub, while the official model uses the `.pth` file;
+whether the two hold bit-identical tensors has not been checked (see the review checklist in `model_cards/README.md`)."""
 
 
 MAIN_BENCHMARKS = ("LaSOT", "LaSOT_ext", "TrackingNet", "TNL2K", "VastTrack")
@@ -156,38 +249,29 @@ GOT10K = [
 CHECKPOINTS = MAIN + GOT10K
 
 
-def training_rows(checkpoint: OfficialCheckpoint, config: LoraTrackerConfig) -> list[tuple[str, str]]:
-    """The official recipe (`config/LoRAT/run.yaml`, `_mixin/got10k.yaml`), identical for all variants but the
-    backbone's stochastic depth, the crop sizes and, for the GOT-10k protocol, the data and the number of epochs."""
-    if checkpoint.got10k_protocol:
-        data = "GOT-10k train (full split only, as the GOT-10k one-shot protocol requires)"
-        length = "100 epochs × 131,072 pairs = 102,400 iterations at global batch 128"
-    else:
-        data = (
-            "LaSOT train, TrackingNet train (TRAIN_0–11), COCO 2017 train (images as one-frame sequences), GOT-10k "
-            "train without the sequences that overlap VOT (7,086); the four datasets are sampled 1:1:1:1"
-        )
-        length = "170 epochs × 131,072 pairs = 174,080 iterations at global batch 128"
+def recipe_rows(
+    config: LoraTrackerConfig | Loratv2Config,
+    first_rows: list[tuple[str, str]],
+    length: str,
+    final_learning_rate: str,
+    lora: str,
+) -> list[tuple[str, str]]:
+    """The official training recipe's rows: `first_rows` (data, sampling), then what LoRAT and LoRATv2 share."""
     drop_path = config.dinov2_config.drop_path_rate
     return [
-        ("Training data", data),
-        (
-            "Pairs",
-            "template and search frames of one track at most 100 frames apart; template crop factor 2.0, search crop "
-            f"factor {config.search_area_factor:.1f} with scale jitter 0.25 and translation jitter 3",
-        ),
+        *first_rows,
         ("Augmentation", "horizontal flip, colour jitter 0.4, and one of grayscale / solarize / Gaussian blur"),
         ("Length", length),
         (
             "Optimiser",
             "AdamW, learning rate 1e-4, weight decay 0.1 (none on norms, biases and embeddings), gradient clipping 1.0",
         ),
-        ("Learning-rate schedule", "2 warm-up epochs from 1e-7, then per-iteration cosine decay to 1e-6"),
-        ("Precision", "fp16 mixed precision"),
         (
-            "LoRA",
-            f"r = {config.lora_r}, alpha = {config.lora_alpha:g}, dropout 0, both A and B initialised trunc-normal (std 0.02)",
+            "Learning-rate schedule",
+            f"2 warm-up epochs from 1e-7, then per-iteration cosine decay to {final_learning_rate}",
         ),
+        ("Precision", "fp16 mixed precision"),
+        ("LoRA", lora),
         ("Stochastic depth", f"{drop_path:g}" if drop_path else "none"),
         (
             "Loss",
@@ -196,84 +280,30 @@ def training_rows(checkpoint: OfficialCheckpoint, config: LoraTrackerConfig) -> 
     ]
 
 
-def conversion_text(checkpoint: OfficialCheckpoint, repo_id: str) -> str:
-    size_letter = checkpoint.variant.split("-")[0]
-    size = size_letter.lower()
-    backbone = BACKBONES[size_letter].checkpoint
-    dinov2_file = f"dinov2_vit{size}14_pretrain.pth"
-    release = f"`{checkpoint.release_file}`"
-    if checkpoint.got10k_protocol:
-        release += " (the GOT-10k-protocol models sit in the release's `GOT10k/` folder; the file name there is not confirmed)"
-    return f"""1. Download {release} from the [official release folder]({RELEASE_FOLDER_URL}) (a safetensors file despite its
-   suffix, holding only the trained tensors), and the DINOv2 weights `{dinov2_file}` from
-   <{DINOV2_URL.format(size=size)}>.
-2. Convert (the output folder is a peft adapter that names `{backbone}` as its backbone):
-
-   ```bash
-   python -m lorat_hf.convert --dinov2 {dinov2_file} --lorat {checkpoint.release_file.split("/")[-1]} --variant {checkpoint.variant} \\
-       --backbone-id {backbone} --output {checkpoint.name}
-   ```
-
-3. Publish with this card: `lorat-push {checkpoint.name} --repo-id {repo_id} --model-card model_cards/{checkpoint.name}.md`.
-
-At load time the adapter is applied to `{backbone}` from the Hub, while the official model uses the `.pth` file;
-whether the two hold bit-identical tensors has not been checked (see the review checklist in `model_cards/README.md`)."""
-
-
 @functools.cache
 def parameter_counts(variant: str) -> tuple[int, int]:
     """`(total, trainable)` of a variant with the official LoRA (the main and GOT-10k models share them)."""
     return count_tracker_parameters(LoraTrackerConfig.from_variant(variant))
 
 
-def measured_reports(checkpoint: OfficialCheckpoint) -> list[Path]:
-    """lorat-eval reports measured on this converted checkpoint (`reports/<card name>/*.json`), sorted by name."""
-    return sorted((REPORTS_DIR / checkpoint.name).glob("*.json"))
-
-
-def render(checkpoint: OfficialCheckpoint, namespace: str = HUB_NAMESPACE) -> str:
-    config = LoraTrackerConfig.from_variant(checkpoint.variant)
+def render(checkpoint: OfficialCheckpoint | Loratv2Checkpoint, namespace: str = HUB_NAMESPACE) -> str:
+    """The card of an official checkpoint converted to a peft adapter, for the repo `<namespace>/<name>`."""
+    config = checkpoint.config()
     repo_id = f"{namespace}/{checkpoint.name}"
-    protocol = "GOT-10k protocol (trained on GOT-10k train only)" if checkpoint.got10k_protocol else "main protocol"
-    description = (
-        f"LoRAT-{checkpoint.variant}, {protocol}: the official checkpoint `{checkpoint.release_file}` of the ECCV 2024 "
-        f"paper, converted to a peft adapter for `{config.backbone_name_or_path}` with `lorat_hf.convert`."
-    )
-    reports = measured_reports(checkpoint)
-    measured = (
-        " `lorat-eval` rows were measured on the converted weights."
-        if reports
-        else " They were not re-measured on the converted weights."
-    )
-    notes = [
-        "Reported numbers are those published for the original checkpoint (GPU, fp16 autocast, LoRA merged)."
-        + measured
-        + " The conversion reproduces the official model's outputs on the official reference fixtures (fp32, CPU).",
-    ]
-    if checkpoint.got10k_protocol:
-        notes.append("GOT-10k test scores come from the evaluation server; the official evaluation runs it 3 times.")
-    else:
-        notes.append("LaSOT_ext is run 3 times and averaged in the official evaluation.")
-    if checkpoint.not_reported:
-        notes.append(
-            f"{', '.join(checkpoint.not_reported)}: not reported in the sources checked; take them from the paper's "
-            "tables when reviewing."
-        )
-    notes.extend(checkpoint.notes)
     card = build_model_card(
         config,
         model_name=checkpoint.name,
         base_model=config.backbone_name_or_path,
         repo_id=repo_id,
         adapter=True,
-        num_parameters=parameter_counts(checkpoint.variant),
-        training=training_rows(checkpoint, config),
-        eval_results=[reported.result() for reported in checkpoint.results] + reports,
-        result_notes=notes,
-        datasets=None if checkpoint.got10k_protocol else ["l-lt/LaSOT"],
-        description=description,
-        conversion=conversion_text(checkpoint, repo_id),
-        tags=["got-10k-protocol"] if checkpoint.got10k_protocol else (),
+        num_parameters=checkpoint.parameter_counts(),
+        training=checkpoint.training_rows(config),
+        eval_results=checkpoint.eval_results(),
+        result_notes=checkpoint.result_notes(),
+        datasets=checkpoint.datasets,
+        description=checkpoint.description(config),
+        conversion=checkpoint.conversion_text(config, repo_id),
+        tags=checkpoint.tags,
     )
     return str(card)
 
@@ -304,6 +334,88 @@ class Loratv2Checkpoint:
     def phase_2(self) -> bool:
         return self.variant.startswith("p2-")
 
+    datasets = ("l-lt/LaSOT",)
+    tags = ("loratv2",)
+
+    def config(self) -> Loratv2Config:
+        return Loratv2Config.from_variant(self.variant)
+
+    def parameter_counts(self) -> tuple[int, int]:
+        return loratv2_parameter_counts(self.variant)
+
+    def eval_results(self) -> list[TrackingResult]:
+        return [reported.result() for reported in self.results]
+
+    def description(self, config: Loratv2Config) -> str:
+        return (
+            f"LoRATv2-{self.variant} (NeurIPS 2025), {'phase 2' if self.phase_2 else 'phase 1'}: the "
+            f"official model converted to peft stream adapters for `{config.backbone_name_or_path}` with "
+            "`lorat_hf.convert --model-type loratv2`."
+        )
+
+    def result_notes(self) -> list[str]:
+        notes = [
+            "Reported numbers are those published for the original models (GPU); they were not re-measured on "
+            "converted weights.",
+            f"{', '.join(self.not_reported)}: not found in the sources checked; take them from the paper's tables "
+            "when reviewing.",
+            *self.notes,
+        ]
+        if self.variant == "p1-B-224":
+            notes.append("Speed reported for B-224: 713 fps on an RTX 5090 (LoRAT B-224 on LaSOT: 71.7).")
+        if self.variant == "p2-L-378":
+            notes.append("Speed reported for L-378: 202 fps on an RTX 5090, 268 G MACs (LoRAT L-378 on LaSOT: 75.1).")
+        return notes
+
+    def training_rows(self, config: Loratv2Config) -> list[tuple[str, str]]:
+        """The official LoRATv2 recipe (`config/LoRATv2/p1-B-224/run.yaml`, `_mixin/phase_2.yaml`,
+        `_mixin/large.yaml`)."""
+        if self.phase_2:
+            phase = (
+                "phase 2: starts from the phase-1 model of the same size and adds the second search region; only its "
+                "LoRA expert, token type and head train. Tuplets: the sampled pair's template frame becomes the "
+                "reference region, its search frame the tracked region, and the template is drawn anywhere in the track"
+            )
+        else:
+            phase = "phase 1: the template and search streams each train their LoRA expert, token type and head"
+        first_rows = [
+            (
+                "Training data",
+                "LaSOT train, TrackingNet train (TRAIN_0–11), COCO 2017 train (images as one-frame sequences), GOT-10k "
+                "train without the sequences that overlap VOT; the four datasets are sampled 1:1:1:1",
+            ),
+            ("Phase", phase),
+            (
+                "Samples",
+                "template and search frames of one track at most 100 frames apart (either order); template crop "
+                "factor 2.0, search crops with scale jitter 0.25 and translation jitter 3; labels of the last region "
+                "only",
+            ),
+        ]
+        length = "170 epochs × 131,072 samples = 174,080 iterations at global batch 128"
+        lora = f"r = {config.lora_r}, alpha = {config.lora_alpha:g} per stream, dropout 0, A and B trunc-normal (std 0.02)"
+        rows = recipe_rows(config, first_rows, length, "5e-6", lora)
+        return [*rows, ("Recipe in this repository", f"`examples/configs/loratv2/{self.variant}.yaml`")]
+
+    def conversion_text(self, config: Loratv2Config, repo_id: str) -> str:
+        size = self.variant.split("-")[1].lower()
+        timm_name = f"vit_{'base' if size == 'b' else 'large'}_patch14_reg4_dinov2.lvd142m"
+        phase1 = ""
+        if self.phase_2:
+            phase1_name = f"loratv2-p1-{size}224"
+            phase1 = f" \\\n       --phase1-lorat {phase1_name}.safetensors"
+        return f"""1. Get the official trainable-only `model.safetensors` of the run (trackit saves it at the end of training; no
+   public download location for LoRATv2 weights was confirmed){", and the phase-1 run's one: a phase-2 checkpoint holds only its own stream" if self.phase_2 else ""}.
+2. Get the backbone: the timm weights `{timm_name}` or the Hugging Face folder `{config.backbone_name_or_path}`.
+3. Convert (the output folder holds one peft adapter per stream and names `{config.backbone_name_or_path}`):
+
+   ```bash
+   python -m lorat_hf.convert --model-type loratv2 --variant {self.variant} --dinov2 {config.backbone_name_or_path} \\
+       --lorat model.safetensors{phase1} --output {self.name}
+   ```
+
+4. Publish with this card: `lorat-push {self.name} --repo-id {repo_id} --model-card model_cards/{self.name}.md`."""
+
 
 LORATV2_CHECKPOINTS = [
     Loratv2Checkpoint(
@@ -332,125 +444,15 @@ LORATV2_CHECKPOINTS = [
 ]
 
 
-def loratv2_training_rows(checkpoint: Loratv2Checkpoint, config: Loratv2Config) -> list[tuple[str, str]]:
-    """The official LoRATv2 recipe (`config/LoRATv2/p1-B-224/run.yaml`, `_mixin/phase_2.yaml`, `_mixin/large.yaml`)."""
-    drop_path = config.dinov2_config.drop_path_rate
-    if checkpoint.phase_2:
-        phase = (
-            "phase 2: starts from the phase-1 model of the same size and adds the second search region; only its "
-            "LoRA expert, token type and head train. Tuplets: the sampled pair's template frame becomes the reference "
-            "region, its search frame the tracked region, and the template is drawn anywhere in the track"
-        )
-    else:
-        phase = "phase 1: the template and search streams each train their LoRA expert, token type and head"
-    return [
-        (
-            "Training data",
-            "LaSOT train, TrackingNet train (TRAIN_0–11), COCO 2017 train (images as one-frame sequences), GOT-10k "
-            "train without the sequences that overlap VOT; the four datasets are sampled 1:1:1:1",
-        ),
-        ("Phase", phase),
-        (
-            "Samples",
-            "template and search frames of one track at most 100 frames apart (either order); template crop factor "
-            "2.0, search crops with scale jitter 0.25 and translation jitter 3; labels of the last region only",
-        ),
-        ("Augmentation", "horizontal flip, colour jitter 0.4, and one of grayscale / solarize / Gaussian blur"),
-        ("Length", "170 epochs × 131,072 samples = 174,080 iterations at global batch 128"),
-        (
-            "Optimiser",
-            "AdamW, learning rate 1e-4, weight decay 0.1 (none on norms, biases and embeddings), gradient clipping 1.0",
-        ),
-        ("Learning-rate schedule", "2 warm-up epochs from 1e-7, then per-iteration cosine decay to 5e-6"),
-        ("Precision", "fp16 mixed precision"),
-        (
-            "LoRA",
-            f"r = {config.lora_r}, alpha = {config.lora_alpha:g} per stream, dropout 0, A and B trunc-normal (std 0.02)",
-        ),
-        ("Stochastic depth", f"{drop_path:g}" if drop_path else "none"),
-        (
-            "Loss",
-            "IoU-aware binary cross-entropy on the score map + GIoU on the boxes of the positive cells (weights 1 and 1)",
-        ),
-        ("Recipe in this repository", f"`examples/configs/loratv2/{checkpoint.variant}.yaml`"),
-    ]
-
-
-def loratv2_conversion_text(checkpoint: Loratv2Checkpoint, config: Loratv2Config, repo_id: str) -> str:
-    size = checkpoint.variant.split("-")[1].lower()
-    timm_name = f"vit_{'base' if size == 'b' else 'large'}_patch14_reg4_dinov2.lvd142m"
-    phase1 = ""
-    if checkpoint.phase_2:
-        phase1_name = f"loratv2-p1-{size}224"
-        phase1 = f" \\\n       --phase1-lorat {phase1_name}.safetensors"
-    return f"""1. Get the official trainable-only `model.safetensors` of the run (trackit saves it at the end of training; no
-   public download location for LoRATv2 weights was confirmed){", and the phase-1 run's one: a phase-2 checkpoint holds only its own stream" if checkpoint.phase_2 else ""}.
-2. Get the backbone: the timm weights `{timm_name}` or the Hugging Face folder `{config.backbone_name_or_path}`.
-3. Convert (the output folder holds one peft adapter per stream and names `{config.backbone_name_or_path}`):
-
-   ```bash
-   python -m lorat_hf.convert --model-type loratv2 --variant {checkpoint.variant} --dinov2 {config.backbone_name_or_path} \\
-       --lorat model.safetensors{phase1} --output {checkpoint.name}
-   ```
-
-4. Publish with this card: `lorat-push {checkpoint.name} --repo-id {repo_id} --model-card model_cards/{checkpoint.name}.md`."""
-
-
 @functools.cache
 def loratv2_parameter_counts(variant: str) -> tuple[int, int]:
     """`(total, trainable)` of the training model (frozen backbone + stream adapters), on the meta device."""
-    with torch.device("meta"):
-        return count_parameters(add_stream_adapters(Loratv2Model(Loratv2Config.from_variant(variant))))
-
-
-def render_loratv2(checkpoint: Loratv2Checkpoint, namespace: str = HUB_NAMESPACE) -> str:
-    config = Loratv2Config.from_variant(checkpoint.variant)
-    repo_id = f"{namespace}/{checkpoint.name}"
-    notes = [
-        "Reported numbers are those published for the original models (GPU); they were not re-measured on "
-        "converted weights.",
-        f"{', '.join(checkpoint.not_reported)}: not found in the sources checked; take them from the paper's tables "
-        "when reviewing.",
-        *checkpoint.notes,
-    ]
-    if checkpoint.variant == "p1-B-224":
-        notes.append("Speed reported for B-224: 713 fps on an RTX 5090 (LoRAT B-224 on LaSOT: 71.7).")
-    if checkpoint.variant == "p2-L-378":
-        notes.append("Speed reported for L-378: 202 fps on an RTX 5090, 268 G MACs (LoRAT L-378 on LaSOT: 75.1).")
-    card = build_model_card(
-        config,
-        model_name=checkpoint.name,
-        base_model=config.backbone_name_or_path,
-        repo_id=repo_id,
-        adapter=True,
-        num_parameters=loratv2_parameter_counts(checkpoint.variant),
-        training=loratv2_training_rows(checkpoint, config),
-        eval_results=[reported.result() for reported in checkpoint.results],
-        result_notes=notes,
-        datasets=["l-lt/LaSOT"],
-        description=(
-            f"LoRATv2-{checkpoint.variant} (NeurIPS 2025), {'phase 2' if checkpoint.phase_2 else 'phase 1'}: the "
-            f"official model converted to peft stream adapters for `{config.backbone_name_or_path}` with "
-            "`lorat_hf.convert --model-type loratv2`."
-        ),
-        conversion=loratv2_conversion_text(checkpoint, config, repo_id),
-        tags=["loratv2"],
-    )
-    return str(card)
+    return count_tracker_parameters(Loratv2Config.from_variant(variant))
 
 
 def render_all(namespace: str = HUB_NAMESPACE) -> dict[str, str]:
     """`{file name: card text}` for every official checkpoint."""
-    cards = {f"{c.name}.md": render(c, namespace) for c in CHECKPOINTS}
-    cards.update({f"{c.name}.md": render_loratv2(c, namespace) for c in LORATV2_CHECKPOINTS})
-    return cards
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
+    return {f"{c.name}.md": render(c, namespace) for c in [*CHECKPOINTS, *LORATV2_CHECKPOINTS]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -468,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         stale.append(name)
         if not args.check:
-            _write_atomic(path, text)
+            write_text_atomic(path, text)
     if args.check and stale:
         print(f"Stale model cards (run python model_cards/generate.py): {', '.join(stale)}", file=sys.stderr)
         return 1

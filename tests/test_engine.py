@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from tracking_helpers import lively_tiny_model, moving_square_clip
+from tracking_helpers import tracking_fixtures
 
 from lorat_hf.engine import (
     LoraTrackerBackend,
@@ -18,15 +18,7 @@ from lorat_hf.engine import (
 from lorat_hf.processing_lora_tracker import LoraTrackerProcessor, propagate_in_video_iterator
 from lorat_hf.tracking import LoraTracker
 
-
-@pytest.fixture(scope="module")
-def model():
-    return lively_tiny_model(seed=5)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return moving_square_clip(num_frames=5, seed=6)
+model, clip = tracking_fixtures(model_seed=5, clip_seed=6, num_frames=5)
 
 
 class RecordingBackend(LoraTrackerBackend):

@@ -16,6 +16,7 @@ from lorat_hf.export_onnx import (
     ExportParityError,
     check_parity,
     export_onnx,
+    module_matmul_nodes,
     quantize_int8,
     synthetic_tracker_inputs,
 )
@@ -83,6 +84,22 @@ def test_static_int8_calibrated_on_synthetic_crops(exported, model_dir, tmp_path
     path = quantize_int8(exported / ONNX_MODEL_NAME, tmp_path / "static.onnx", "static", calibration)
     result = check_parity(model, path, synthetic_tracker_inputs(model.config, 3, seed=4), batch_sizes=(1,))
     assert result.best_cell_box_px_max < 8.0 and np.isfinite(result.score_map_max_abs)
+
+
+def test_default_int8_keeps_the_head_fp32_and_beats_per_tensor_all_int8(exported, model_dir, tmp_path):
+    import onnx
+
+    head = module_matmul_nodes(exported / ONNX_MODEL_NAME, ("tracker_head",))
+    assert len(head) == 6  # score and box MLPs, 3 layers each
+    nodes = {node.name: node.op_type for node in onnx.load(str(exported / ONNX_INT8_MODEL_NAME)).graph.node}
+    assert all(nodes[name] == "MatMul" for name in head)
+    assert sum(op in ("MatMulInteger", "DynamicQuantizeMatMul") for op in nodes.values()) >= 4  # the encoder's
+    model = LoraTracker.from_pretrained(model_dir, device="cpu").model
+    inputs = synthetic_tracker_inputs(model.config, 8, seed=4)
+    plain = quantize_int8(exported / ONNX_MODEL_NAME, tmp_path / "plain.onnx", per_channel=False, fp32_modules=())
+    default = check_parity(model, exported / ONNX_INT8_MODEL_NAME, inputs, batch_sizes=(8,))
+    per_tensor = check_parity(model, plain, inputs, batch_sizes=(8,))
+    assert default.box_px_max < per_tensor.box_px_max
 
 
 def test_command_line_errors(model_dir, exported, tmp_path, capsys):

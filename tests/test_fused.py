@@ -6,13 +6,15 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import MODEL_CASES, OFFICIAL
 from safetensors.torch import load_file
+from torch import nn
 from tracking_helpers import convert_case_a, lively_tiny_model, moving_square_clip
 
 from lorat_hf import LoraTrackerModel, add_adapters, load_tracker_model
 from lorat_hf.convert import convert
-from lorat_hf.modeling_lora_tracker_fused import FusedDinov2Layer, fuse_for_inference, is_fused
+from lorat_hf.modeling_lora_tracker_fused import FusedDinov2Layer, fuse_for_inference, inference_linear, is_fused
 from lorat_hf.tracking import LoraTracker
 
 E2E = load_file(OFFICIAL / "tracking_e2e" / "tracking.safetensors")
@@ -141,3 +143,28 @@ def test_bfloat16_converts_the_weights_once_and_tracks_close_to_float32(case_a_a
     half.init(frames[0], gt[0])
     box, score = half.track(frames[1])
     assert box.dtype == np.float64 and 0.0 <= score <= 1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("gelu", [False, True], ids=["linear", "linear_gelu"])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
+def test_inference_linear_equals_linear_then_gelu(dtype, gelu, with_bias):
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(2, 7, 24, generator=generator).to(dtype)
+    weight = nn.Parameter(torch.randn(40, 24, generator=generator).to(dtype) / 5, requires_grad=False)
+    bias = torch.randn(40, generator=generator).to(dtype) if with_bias else None
+    expected = F.linear(hidden.float(), weight.float(), None if bias is None else bias.float())
+    expected = F.gelu(expected) if gelu else expected
+    with torch.inference_mode():
+        output = inference_linear(hidden, weight, bias, gelu=gelu)
+    assert output.shape == (2, 7, 40) and output.dtype == dtype
+    torch.testing.assert_close(
+        output.float(), expected, **({} if dtype == torch.float32 else dict(atol=0.05, rtol=0.02))
+    )
+
+
+def test_inference_linear_keeps_gradients_when_asked():
+    weight = nn.Parameter(torch.randn(5, 3))
+    output = inference_linear(torch.randn(4, 3), weight, None, gelu=True)
+    output.sum().backward()
+    assert weight.grad is not None and weight.grad.abs().sum() > 0

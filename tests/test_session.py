@@ -5,7 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from tracking_helpers import lively_tiny_model, moving_square_clip, write_video
+from tracking_helpers import lively_tiny_model, tracking_fixtures, write_video
 
 from lorat_hf import add_adapters
 from lorat_hf.processing_lora_tracker import (
@@ -17,20 +17,12 @@ from lorat_hf.processing_lora_tracker import (
 )
 from lorat_hf.tracking import LoraTracker
 
-
-@pytest.fixture(scope="module")
-def model():
-    return lively_tiny_model(seed=3)
+model, clip = tracking_fixtures(model_seed=3, clip_seed=4, num_frames=6)
 
 
 @pytest.fixture(scope="module")
 def processor(model):
     return LoraTrackerProcessor.from_tracker_config(model.config)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return moving_square_clip(num_frames=6, seed=4)
 
 
 SECOND_BOX = [90.0, 60.0, 120.0, 95.0]

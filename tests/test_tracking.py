@@ -6,7 +6,14 @@ import torch
 from conftest import OFFICIAL, tiny_config
 from PIL import Image
 from safetensors.torch import load_file
-from tracking_helpers import FixedOutputModel, convert_case_a, lively_tiny_model, moving_square_clip, write_video
+from tracking_helpers import (
+    FixedOutputModel,
+    convert_case_a,
+    lively_tiny_model,
+    moving_square_clip,
+    tracking_fixtures,
+    write_video,
+)
 
 from lorat_hf import LoraTrackerConfig, LoraTrackerImageProcessor
 from lorat_hf.tracking import (
@@ -26,14 +33,7 @@ def case_a_adapter(tmp_path_factory):
     return convert_case_a(tmp_path_factory.mktemp("case_a") / "adapter")
 
 
-@pytest.fixture(scope="module")
-def model():
-    return lively_tiny_model(seed=0)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return moving_square_clip(num_frames=6)
+model, clip = tracking_fixtures(model_seed=0, clip_seed=0, num_frames=6)
 
 
 # ----- parity with the official tracker -----

@@ -34,6 +34,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def offline_env(**overrides: str) -> dict[str, str]:
+    """This environment without accelerate's settings, offline, one OpenMP thread, plus `overrides`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env.update(overrides)
+    return env
+
+
+def synthetic_run_args(output: Path, cache: Path, train_sequences: int, val_sequences: int, *extra: str) -> list[str]:
+    """The tiny synthetic recipe writing to `output`, generating its own sequences into the cache `cache`."""
+    return [
+        *("--config", str(CONFIGS / "tiny-synthetic.yaml"), "--output_dir", str(output)),
+        *("--sequence_cache_dir", str(cache)),
+        *("--synthetic_sequences", str(train_sequences), "--synthetic_val_sequences", str(val_sequences)),
+        *extra,
+    ]
+
+
 def launch(
     args: list[str], processes: int = 1, timeout: int = 420, env_overrides: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
@@ -42,9 +60,7 @@ def launch(
     The launcher runs in its own process group, killed as a whole on timeout (no orphaned ranks left behind): a hang
     is a test failure.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    env.update(env_overrides or {})
+    env = offline_env(PYTHONUNBUFFERED="1", **(env_overrides or {}))
     if processes > 1:
         env["ACCELERATE_USE_CPU"] = "true"  # with --multi_gpu: real DDP over gloo (--cpu alone starts ONE process)
         launcher = ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", str(_free_port())]
@@ -165,17 +181,11 @@ def test_the_first_run_generates_its_data_and_trains_with_dataloader_workers(tmp
     many cores (8 here, set through OpenCV's own variable) a worker forked from it crashed or deadlocked in its init."""
     output = tmp_path / "first-run"
     result = launch(
-        [
-            "--config",
-            str(CONFIGS / "tiny-synthetic.yaml"),
-            "--output_dir",
-            str(output),
-            "--sequence_cache_dir",
-            str(tmp_path / "cache"),
-            "--synthetic_sequences",
-            "2",
-            "--synthetic_val_sequences",
-            "1",
+        synthetic_run_args(
+            output,
+            tmp_path / "cache",
+            2,
+            1,
             "--synthetic_sequence_length",
             "6",
             "--samples_per_epoch",
@@ -196,7 +206,7 @@ def test_the_first_run_generates_its_data_and_trains_with_dataloader_workers(tmp
             "2",
             "--report_to",
             "none",
-        ],
+        ),
         timeout=360,
         env_overrides={"OPENCV_FOR_THREADS_NUM": "8", "OMP_NUM_THREADS": "8"},
     )
@@ -227,8 +237,7 @@ def test_a_new_run_refuses_a_folder_holding_another_run(tmp_path):
 
 def run_train_script(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     """`python examples/train.py ...` (one process, no launcher): its own output and exit status, unwrapped."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ACCELERATE_USE_CPU="true")
+    env = offline_env(ACCELERATE_USE_CPU="true")
     return run_in_process_group([sys.executable, str(TRAIN_SCRIPT), *args], cwd=REPO, env=env, timeout=timeout)
 
 
@@ -317,17 +326,11 @@ def test_make_train_demo_command_trains_the_tiny_recipe_to_a_loadable_tracker(tm
     """`accelerate launch --num_processes 1 --cpu examples/train.py --config tiny-synthetic.yaml` (shortened)."""
     output = tmp_path / "tiny"
     launch(
-        [
-            "--config",
-            str(CONFIGS / "tiny-synthetic.yaml"),
-            "--output_dir",
-            str(output),
-            "--sequence_cache_dir",
-            str(tmp_path / "cache"),
-            "--synthetic_sequences",
-            "3",
-            "--synthetic_val_sequences",
-            "2",
+        synthetic_run_args(
+            output,
+            tmp_path / "cache",
+            3,
+            2,
             "--synthetic_frame_size",
             "128",
             "96",
@@ -357,7 +360,7 @@ def test_make_train_demo_command_trains_the_tiny_recipe_to_a_loadable_tracker(tm
             "1",
             "--dataloader_num_workers",
             "0",  # report_to stays the recipe's tensorboard
-        ]
+        )
     )
     assert list((output / "logs").rglob("events.out.tfevents.*"))  # the TensorBoard tracker wrote its events
     metrics = read_metrics(output)
@@ -398,8 +401,7 @@ def test_lorat_train_command_runs_the_same_loop_as_the_example_script(generic_da
     examples/train.py`, and an unknown model family is refused before anything is built."""
     args = ["--num_train_epochs", "1", "--validation_steps", "2"]
     launch(tiny_args(generic_data, tmp_path / "script", *args))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ACCELERATE_USE_CPU="true")
+    env = offline_env(ACCELERATE_USE_CPU="true")
     command = [str(Path(sys.executable).parent / "lorat-train"), *tiny_args(generic_data, tmp_path / "command", *args)]
     result = run_in_process_group(command, cwd=tmp_path, env=env, timeout=420)
     assert result.returncode == 0, result.stderr[-6000:]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from conftest import OFFICIAL, tiny_config
 from torch import nn
@@ -67,6 +68,23 @@ def moving_square_clip(
         x = min(max(x + step[0], 0), width - square)
         y = min(max(y + step[1], 0), height - square)
     return frames, np.asarray(boxes, dtype=np.float64)
+
+
+def tracking_fixtures(model_seed: int, clip_seed: int = 0, num_frames: int = 6):
+    """Module-scoped `model` (`lively_tiny_model(model_seed)`) and `clip` (`moving_square_clip`) fixtures.
+
+    In a test module: `model, clip = tracking_fixtures(model_seed=5, clip_seed=6, num_frames=5)`.
+    """
+
+    @pytest.fixture(scope="module")
+    def model():
+        return lively_tiny_model(seed=model_seed)
+
+    @pytest.fixture(scope="module")
+    def clip():
+        return moving_square_clip(num_frames=num_frames, seed=clip_seed)
+
+    return model, clip
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:

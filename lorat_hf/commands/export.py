@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize",
         choices=QUANTIZE_CHOICES,
         default="none",
-        help="also write model_int8.onnx: dynamic int8, or static int8 calibrated on synthetic tracker crops",
+        help="also write model_int8.onnx: dynamic int8, or static int8 calibrated on synthetic crops "
+        "(per-channel encoder MatMuls; the head stays fp32)",
     )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument(

@@ -5,8 +5,9 @@ padding colour and bilinearly resizes the integer ROI in float32 torch, exactly 
 fast path here produces the same crop geometry with less work:
 
 1. JPEG frames whose crop shrinks them by 2x or more are decoded at 1/2, 1/4 or 1/8 size with libjpeg's DCT
-   scaling (`lorat_hf.video_io.decode_frame`, `cv2.IMREAD_REDUCED_COLOR_*`): decoded pixel `u` covers frame pixels `[k u, k (u + 1))`, so the crop map
-   of the decoded image is `(k * scale, translation)`. Other formats are decoded in full.
+   scaling (`lorat_hf.video_io.decode_frame`, `cv2.IMREAD_REDUCED_COLOR_*`): decoded pixel `u` covers frame pixels
+   `[k u, k (u + 1))`, so the crop map of the decoded image is `(k * scale, translation)`. Other formats are decoded
+   in full.
 2. The integer input/output ROIs are computed with the official pixel alignment on the decoded image
    (`lorat_hf.cropping.pixel_aligned_rois`), only that ROI is resized (`cv2.resize`, `INTER_LINEAR`, uint8) and
    written into a canvas of the padding colour (the decoded image's per-channel mean).
