@@ -33,6 +33,7 @@ BENCHMARKS = (
     "efficiency",
     "loratv2_efficiency",
     "backends",
+    "loratv2_backends",
     "train_step",
     "compare_opencv",
 )
@@ -52,6 +53,7 @@ QUICK_ARGUMENTS = {
     "efficiency": ["--quick"],
     "loratv2_efficiency": ["--quick", "--threads", "1"],
     "backends": ["--quick", "--skip-accuracy"],
+    "loratv2_backends": ["--quick", "--no-int8"],
     "train_step": ["--quick"],
     "compare_opencv": ["--quick"],
 }

@@ -18,15 +18,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from lorat_hf import LoraTrackerConfig, count_parameters
-from lorat_hf.adapters_loratv2 import add_stream_adapters
+from lorat_hf import LoraTrackerConfig
 from lorat_hf.configuration_lora_tracker import BACKBONES
 from lorat_hf.configuration_loratv2 import Loratv2Config
 from lorat_hf.file_utils import write_text_atomic
 from lorat_hf.hub import CODE_URL, PAPER_URL, TrackingResult, build_model_card, count_tracker_parameters
-from lorat_hf.modeling_loratv2 import Loratv2Model
 
 CARDS_DIR = Path(__file__).resolve().parent
 REPORTS_DIR = (
@@ -451,8 +447,7 @@ LORATV2_CHECKPOINTS = [
 @functools.cache
 def loratv2_parameter_counts(variant: str) -> tuple[int, int]:
     """`(total, trainable)` of the training model (frozen backbone + stream adapters), on the meta device."""
-    with torch.device("meta"):
-        return count_parameters(add_stream_adapters(Loratv2Model(Loratv2Config.from_variant(variant))))
+    return count_tracker_parameters(Loratv2Config.from_variant(variant))
 
 
 def render_all(namespace: str = HUB_NAMESPACE) -> dict[str, str]:

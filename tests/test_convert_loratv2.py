@@ -109,9 +109,12 @@ def test_a_hugging_face_backbone_folder_converts_like_the_timm_file(tmp_path):
         assert_outputs(model(io["z"], search_inputs(io), io["z_feat_mask"]), io, "merged.train")
 
 
-def test_lorat_push_says_plainly_that_it_does_not_publish_loratv2_folders(tmp_path):
-    from lorat_hf.hub import TrackerFolderError, inspect_tracker_folder
+def test_lorat_push_takes_converted_loratv2_folders(tmp_path):
+    from lorat_hf.hub import inspect_tracker_folder
 
     assert _cli("model_p1", tmp_path / "merged", "--merge") == 0
-    with pytest.raises(TrackerFolderError, match="LoRATv2 folder"):
-        inspect_tracker_folder(tmp_path / "merged")
+    assert _cli("model_p1", tmp_path / "adapters") == 0
+    merged, adapters = inspect_tracker_folder(tmp_path / "merged"), inspect_tracker_folder(tmp_path / "adapters")
+    assert (merged.kind, merged.weight_files) == ("merged", ["model.safetensors"])
+    assert adapters.kind == "adapter"
+    assert adapters.weight_files == [f"{s}/adapter_model.safetensors" for s in ("template", "search_0")]

@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 on success, 2 when the folder, the card or the upload is refused.",
     )
     parser.add_argument(
-        "folder", help="adapter folder (training's final/ or a lorat_hf.convert output) or merged model folder"
+        "folder",
+        help="adapter folder (training's final/ or a lorat_hf.convert output; LoRATv2: one adapter per stream) or "
+        "merged model folder",
     )
     parser.add_argument("--repo-id", required=True, help="Hub repository ORG/NAME (created if missing)")
     parser.add_argument(

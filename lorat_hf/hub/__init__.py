@@ -4,7 +4,8 @@ Publishing goes through three steps, each usable alone:
 
 1. `inspect_tracker_folder(folder)` (`hub/folders.py`) checks an adapter folder (`adapter_config.json`,
    `adapter_model.safetensors`, tracker `config.json`) or a merged model folder (`model.safetensors`, `config.json`)
-   and reports every problem at once.
+   and reports every problem at once. A LoRATv2 folder holds one peft adapter per stream
+   (`<stream>/adapter_config.json`, `<stream>/adapter_model.safetensors`) or merged weights.
 2. `assemble_upload_folder(folder, output_dir, ...)` (`hub/upload.py`) builds a fresh folder from an allow-list:
    weights, configs, `preprocessor_config.json` (generated from the tracker config when absent), `train_config.json`,
    evaluation reports and plots, and a model card (`hub/cards.py`) written last (after peft's own card).

@@ -15,6 +15,7 @@ from peft import PeftConfig, get_peft_model
 
 from ..adapters import count_parameters, get_peft_config, tie_swiglu_lora_a_
 from ..configuration_lora_tracker import LoraTrackerConfig
+from ..configuration_loratv2 import Loratv2Config
 from ..modeling_lora_tracker import LoraTrackerModel
 from .common import ModelCardError, _is_hub_id
 from .results import METRIC_NAMES, TrackingResult, _as_results
@@ -44,13 +45,20 @@ LICENSE_TEXT = (
 
 
 def count_tracker_parameters(
-    config: LoraTrackerConfig, peft_config: PeftConfig | Mapping[str, Any] | None = None
+    config: LoraTrackerConfig | Loratv2Config, peft_config: PeftConfig | Mapping[str, Any] | None = None
 ) -> tuple[int, int]:
     """`(total, trainable)` parameters of the tracker with its adapter, counted on the meta device (no memory).
 
     `peft_config` is the adapter's config (object or `adapter_config.json` dict); None uses the tracker config's
-    LoRA settings. Totals follow `adapters.count_parameters`, so they compare with the official LoRAT figures.
+    LoRA settings. Totals follow `adapters.count_parameters`, so they compare with the official LoRAT figures. A
+    LoRATv2 tracker is counted with its stream adapters as the config describes them (`peft_config` is not used).
     """
+    if isinstance(config, Loratv2Config):
+        from ..adapters_loratv2 import add_stream_adapters
+        from ..modeling_loratv2 import Loratv2Model
+
+        with torch.device("meta"):
+            return count_parameters(add_stream_adapters(Loratv2Model(config)))
     if peft_config is None:
         peft_config = get_peft_config(config)
     elif isinstance(peft_config, Mapping):
@@ -295,7 +303,7 @@ def build_model_card(
         base_model_relation="adapter" if adapter else "finetune",
         library_name="peft" if adapter else "transformers",
         license=license,
-        tags=list(dict.fromkeys([*REQUIRED_TAGS, *tags])),
+        tags=list(dict.fromkeys([*REQUIRED_TAGS, *(["loratv2"] if loratv2 else []), *tags])),
         datasets=list(datasets) if datasets else None,
         eval_results=[e for r in results for e in r.to_eval_results()] or None,
     )
@@ -333,10 +341,12 @@ def _details(
     peft_config: PeftConfig | Mapping[str, Any] | None,
     num_parameters: tuple[int, int] | None,
 ) -> list[tuple[str, str]]:
-    """The card's model details rows; parameters are counted on the meta device when not given (LoRAT only)."""
+    """The card's model details rows; a LoRAT tracker's parameters are counted on the meta device when not given."""
     if getattr(config, "model_type", None) == "loratv2":
         if num_parameters is None:
-            raise ValueError("Pass num_parameters=(total, trainable) for a LoRATv2 card.")
+            raise ValueError(
+                "Pass num_parameters=(total, trainable) for a LoRATv2 card (count_tracker_parameters(config))."
+            )
         return _loratv2_details_rows(config, base_model, num_parameters, adapter)
     if isinstance(peft_config, PeftConfig):
         peft_config = peft_config.to_dict()

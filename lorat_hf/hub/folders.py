@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..adapters import (
     ADAPTER_CONFIG_NAME,
@@ -17,6 +17,7 @@ from ..adapters import (
     check_adapter_matches,
 )
 from ..configuration_lora_tracker import BACKBONES, LoraTrackerConfig
+from ..configuration_loratv2 import LORATV2_BACKBONES, Loratv2Config
 from .common import (
     CARD_NAME,
     EVAL_RESULTS_NAME,
@@ -41,19 +42,20 @@ class TrackerFolder:
     Attributes:
         path: the folder.
         kind: `"adapter"` (peft files) or `"merged"` (`model.safetensors`).
-        config: the tracker config from `config.json`.
-        adapter_config: `adapter_config.json` as a dict (adapters only).
-        weight_files: weight (and index) files to publish.
+        config: the tracker config from `config.json` (a `LoraTrackerConfig` or, for LoRATv2, a `Loratv2Config`).
+        adapter_config: `adapter_config.json` as a dict (LoRAT adapters only).
+        weight_files: weight (and index) files to publish, relative POSIX paths.
         has_preprocessor_config: whether `preprocessor_config.json` is present.
         train_config: `train_config.json`, when present.
         eval_results: parsed `eval_results.json` (a report or a list of reports), when present.
         plots: PNG files at the folder's top level.
         left_out: other files and folders, never published (checkpoints, optimizer states, logs, `backbone/`...).
+        stream_adapter_configs: LoRATv2 adapters: `{stream: <stream>/adapter_config.json as a dict}`.
     """
 
     path: Path
     kind: str
-    config: LoraTrackerConfig
+    config: LoraTrackerConfig | Loratv2Config
     adapter_config: dict[str, Any] | None
     weight_files: list[str]
     has_preprocessor_config: bool
@@ -61,6 +63,11 @@ class TrackerFolder:
     eval_results: Any
     plots: list[str]
     left_out: list[str] = field(default_factory=list)
+    stream_adapter_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def is_loratv2(self) -> bool:
+        return self.config.model_type == Loratv2Config.model_type
 
 
 def _find_credentials(value: Any, prefix: str = "") -> list[str]:
@@ -102,7 +109,12 @@ def inspect_tracker_folder(folder: str | os.PathLike) -> TrackerFolder:
         )
     names = {p.name for p in path.iterdir()}
     config = _read_tracker_config(path, names)
-    kind, weight_files, adapter_config, problems = _inspect_weights(path, names, config)
+    stream_configs: dict[str, dict[str, Any]] = {}
+    if isinstance(config, Loratv2Config):
+        kind, weight_files, stream_configs, problems = _inspect_loratv2_weights(path, names, config)
+        adapter_config = None
+    else:
+        kind, weight_files, adapter_config, problems = _inspect_weights(path, names, config)
     has_preprocessor = PREPROCESSOR_CONFIG_NAME in names
     if has_preprocessor:
         problems.extend(
@@ -117,7 +129,10 @@ def inspect_tracker_folder(folder: str | os.PathLike) -> TrackerFolder:
     plots = sorted(n for n in names if n.lower().endswith(".png") and (path / n).is_file())
     published = {TRACKER_CONFIG_NAME, PREPROCESSOR_CONFIG_NAME, TRAIN_CONFIG_NAME, EVAL_RESULTS_NAME, CARD_NAME}
     published.update(weight_files, plots, [ADAPTER_CONFIG_NAME] if kind == "adapter" else [])
-    left_out = sorted(n + ("/" if (path / n).is_dir() else "") for n in names - published)
+    left_out = sorted(n + ("/" if (path / n).is_dir() else "") for n in names - published - set(stream_configs))
+    for stream in stream_configs:
+        kept = {ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME}
+        left_out.extend(sorted(f"{stream}/{p.name}" for p in (path / stream).iterdir() if p.name not in kept))
     return TrackerFolder(
         path=path,
         kind=kind,
@@ -129,31 +144,29 @@ def inspect_tracker_folder(folder: str | os.PathLike) -> TrackerFolder:
         eval_results=eval_results,
         plots=plots,
         left_out=left_out,
+        stream_adapter_configs=stream_configs,
     )
 
 
-def _read_tracker_config(path: Path, names: set[str]) -> LoraTrackerConfig:
-    """The tracker config of a folder; `TrackerFolderError` when it is missing or not a LoRAT tracker config."""
+def _read_tracker_config(path: Path, names: set[str]) -> LoraTrackerConfig | Loratv2Config:
+    """The tracker config of a folder; `TrackerFolderError` when it is missing or not a LoRAT / LoRATv2 config."""
     if TRACKER_CONFIG_NAME not in names:
         raise TrackerFolderError(
             f"{path} has no {TRACKER_CONFIG_NAME} (the tracker config). An adapter folder holds {ADAPTER_CONFIG_NAME}, "
             f"{ADAPTER_WEIGHTS_NAME} and {TRACKER_CONFIG_NAME} (save it with lorat_hf.adapters.save_adapter_folder)."
         )
     raw_config = _read_json(path / TRACKER_CONFIG_NAME, "tracker config")
-    if isinstance(raw_config, dict) and raw_config.get("model_type") == "loratv2":
-        raise TrackerFolderError(
-            f"{path} is a LoRATv2 folder, which lorat-push does not publish yet. Upload it as it is with "
-            "huggingface_hub (`hf upload <repo-id> <folder>`): `config.json`, the backbone it names and one peft "
-            "adapter per stream subfolder (or `model.safetensors`) are all `LoraTracker.from_pretrained` needs."
-        )
-    if not isinstance(raw_config, dict) or raw_config.get("model_type") != LoraTrackerConfig.model_type:
+    config_class = LoraTrackerConfig
+    if isinstance(raw_config, dict) and raw_config.get("model_type") == Loratv2Config.model_type:
+        config_class = Loratv2Config
+    elif not isinstance(raw_config, dict) or raw_config.get("model_type") != LoraTrackerConfig.model_type:
         found = raw_config.get("model_type") if isinstance(raw_config, dict) else type(raw_config).__name__
         raise TrackerFolderError(
             f"{path / TRACKER_CONFIG_NAME} is not a lorat_hf tracker config (model_type {found!r}, expected "
-            f"{LoraTrackerConfig.model_type!r})."
+            f"{LoraTrackerConfig.model_type!r} or {Loratv2Config.model_type!r})."
         )
     try:
-        return LoraTrackerConfig.from_json_file(str(path / TRACKER_CONFIG_NAME))
+        return config_class.from_json_file(str(path / TRACKER_CONFIG_NAME))
     except Exception as error:
         raise TrackerFolderError(
             f"{path / TRACKER_CONFIG_NAME} cannot be read as a tracker config: {error}"
@@ -165,15 +178,13 @@ def _inspect_weights(
 ) -> tuple[str, list[str], dict[str, Any] | None, list[str]]:
     """`(kind, weight files, adapter config, problems)` of a folder's weights: an adapter or a merged model."""
     adapter_files = [n for n in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME) if n in names]
-    shards = sorted(n for n in names if _SHARD_PATTERN.match(n))
-    merged_files = [n for n in (MERGED_WEIGHTS_NAME, MERGED_INDEX_NAME) if n in names] + shards
+    merged_files = _merged_weight_names(names)
     if adapter_files and merged_files:
-        raise TrackerFolderError(
-            f"{path} holds both adapter files {adapter_files} and merged weights {merged_files}; publish one kind per "
-            "folder (copy the one you want into a new folder)."
-        )
+        _refuse_both_kinds(path, f"adapter files {adapter_files}", merged_files)
     if adapter_files:
-        adapter_config, problems = _inspect_adapter(path, names, config)
+        adapter_config, problems = _inspect_adapter_files(
+            path, names, lambda values: _adapter_config_problems(values, config, path / ADAPTER_CONFIG_NAME)
+        )
         return "adapter", [ADAPTER_WEIGHTS_NAME], adapter_config, problems
     if merged_files:
         weight_files, problems = _inspect_merged_weights(path, names, merged_files)
@@ -184,22 +195,36 @@ def _inspect_weights(
     )
 
 
-def _inspect_adapter(
-    path: Path, names: set[str], config: LoraTrackerConfig
-) -> tuple[dict[str, Any] | None, list[str]]:
-    """`(adapter config, problems)` of an adapter folder's peft files."""
+def _merged_weight_names(names: set[str]) -> list[str]:
+    """The merged-model weight files among a folder's `names`: `model.safetensors`, its index, its shards."""
+    shards = sorted(n for n in names if _SHARD_PATTERN.match(n))
+    return [n for n in (MERGED_WEIGHTS_NAME, MERGED_INDEX_NAME) if n in names] + shards
+
+
+def _refuse_both_kinds(path: Path, adapters: str, merged_files: list[str]) -> NoReturn:
+    raise TrackerFolderError(
+        f"{path} holds both {adapters} and merged weights {merged_files}; publish one kind per folder (copy the one "
+        "you want into a new folder)."
+    )
+
+
+def _inspect_adapter_files(
+    path: Path, names: set[str], config_problems: Callable[[Any], list[str]], prefix: str = ""
+) -> tuple[Any, list[str]]:
+    """`(adapter config, problems)` of one peft adapter's files in `path`; `config_problems` checks its config and
+    `prefix` (a stream's `<stream>/`) starts the file names in the problems."""
     problems = [
-        f"missing {name} (an adapter folder needs {ADAPTER_CONFIG_NAME} and {ADAPTER_WEIGHTS_NAME})"
+        f"missing {prefix}{name} (an adapter folder needs {ADAPTER_CONFIG_NAME} and {ADAPTER_WEIGHTS_NAME})"
         for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME)
         if name not in names
     ]
     adapter_config = None
     if ADAPTER_CONFIG_NAME in names:
         adapter_config = _read_json(path / ADAPTER_CONFIG_NAME, "adapter config")
-        problems.extend(_adapter_config_problems(adapter_config, config, path / ADAPTER_CONFIG_NAME))
+        problems.extend(config_problems(adapter_config))
     if ADAPTER_WEIGHTS_NAME in names:
         problem = _safetensors_problem(path / ADAPTER_WEIGHTS_NAME)
-        problems.extend([problem] if problem else [])
+        problems.extend([prefix + problem] if problem else [])
     return adapter_config, problems
 
 
@@ -219,6 +244,59 @@ def _inspect_merged_weights(path: Path, names: set[str], merged_files: list[str]
             problem = _safetensors_problem(path / name)
             problems.extend([problem] if problem else [])
     return weight_files, problems
+
+
+def _inspect_loratv2_weights(
+    path: Path, names: set[str], config: Loratv2Config
+) -> tuple[str, list[str], dict[str, dict[str, Any]], list[str]]:
+    """`(kind, weight files, {stream: adapter config}, problems)` of a LoRATv2 folder: one peft adapter per stream
+    (`<stream>/adapter_config.json`, `<stream>/adapter_model.safetensors`) or merged weights."""
+    streams = [s for s in config.stream_names if s in names and (path / s).is_dir()]
+    merged_files = _merged_weight_names(names)
+    if streams and merged_files:
+        _refuse_both_kinds(path, f"stream adapters {streams}", merged_files)
+    if merged_files:
+        weight_files, problems = _inspect_merged_weights(path, names, merged_files)
+        return "merged", weight_files, {}, problems
+    if not streams:
+        raise TrackerFolderError(
+            f"{path} holds no weights: expected one peft adapter per stream ({', '.join(config.stream_names)}: "
+            f"<stream>/{ADAPTER_CONFIG_NAME} + <stream>/{ADAPTER_WEIGHTS_NAME}) or {MERGED_WEIGHTS_NAME} (merged "
+            f"model). Found: {sorted(names)}."
+        )
+    problems = [
+        f"missing the adapter of stream {stream!r} ({stream}/{ADAPTER_CONFIG_NAME} and {stream}/{ADAPTER_WEIGHTS_NAME})"
+        for stream in config.stream_names
+        if stream not in streams
+    ]
+    stream_configs: dict[str, dict[str, Any]] = {}
+    for stream in streams:
+        where = f"{stream}/{ADAPTER_CONFIG_NAME}"
+        adapter_config, stream_problems = _inspect_adapter_files(
+            path / stream,
+            {p.name for p in (path / stream).iterdir()},
+            lambda values, where=where: _stream_adapter_config_problems(values, config, where),
+            prefix=f"{stream}/",
+        )
+        problems.extend(stream_problems)
+        if isinstance(adapter_config, dict):
+            stream_configs[stream] = adapter_config
+    weight_files = [f"{stream}/{ADAPTER_WEIGHTS_NAME}" for stream in streams]
+    return "adapter", weight_files, stream_configs, problems
+
+
+def _stream_adapter_config_problems(adapter_config: Any, config: Loratv2Config, where: str) -> list[str]:
+    if not isinstance(adapter_config, dict):
+        return [f"{where} must hold a JSON object"]
+    problems = []
+    if adapter_config.get("peft_type") != "LORA":
+        problems.append(f"{where} has peft_type {adapter_config.get('peft_type')!r}; LoRATv2 streams use LORA")
+    if adapter_config.get("r") != config.lora_r:
+        problems.append(
+            f"{where} has r={adapter_config.get('r')!r} but config.json says lora_r={config.lora_r}: the folder mixes "
+            "files from different runs"
+        )
+    return problems
 
 
 def _read_train_config(path: Path, names: set[str]) -> tuple[dict[str, Any] | None, list[str]]:
@@ -333,15 +411,32 @@ def resolve_base_model(info: TrackerFolder, base_model: str | None = None) -> st
     return resolved
 
 
-def _base_model_suggestion(config: LoraTrackerConfig) -> str:
+def _backbone_shape(config: LoraTrackerConfig | Loratv2Config) -> tuple[int, int, int, bool]:
+    dinov2 = config.dinov2_config
+    return (dinov2.hidden_size, dinov2.num_hidden_layers, dinov2.num_attention_heads, dinov2.use_swiglu_ffn)
+
+
+def _official_backbones(config: LoraTrackerConfig | Loratv2Config) -> dict[str, tuple[int, int, int, bool]]:
+    """`{Hub id: (width, layers, heads, SwiGLU)}` of the official DINOv2 checkpoints of the config's model family."""
+    if isinstance(config, Loratv2Config):
+        return {
+            s.checkpoint: (s.hidden_size, s.num_hidden_layers, s.num_attention_heads, False)
+            for s in LORATV2_BACKBONES.values()
+        }
+    return {
+        s.checkpoint: (s.hidden_size, s.num_hidden_layers, s.num_attention_heads, s.use_swiglu_ffn)
+        for s in BACKBONES.values()
+    }
+
+
+def _base_model_suggestion(config: LoraTrackerConfig | Loratv2Config) -> str:
     """What to pass as --base-model: the official DINOv2 of the backbone's shape, or how to name a backbone trained
     from scratch (no official checkpoint has its shape)."""
-    dinov2 = config.dinov2_config
-    shape = (dinov2.hidden_size, dinov2.num_hidden_layers, dinov2.num_attention_heads, dinov2.use_swiglu_ffn)
-    for spec in BACKBONES.values():
-        if (spec.hidden_size, spec.num_hidden_layers, spec.num_attention_heads, spec.use_swiglu_ffn) == shape:
+    shape = _backbone_shape(config)
+    for checkpoint, official_shape in _official_backbones(config).items():
+        if official_shape == shape:
             return (
-                f"Pass --base-model {spec.checkpoint} (base_model=... in Python) if the weights were built on it: it "
+                f"Pass --base-model {checkpoint} (base_model=... in Python) if the weights were built on it: it "
                 "is the official DINOv2 of this backbone's shape."
             )
     return (
@@ -351,14 +446,12 @@ def _base_model_suggestion(config: LoraTrackerConfig) -> str:
     )
 
 
-def _check_known_backbone(hub_id: str, config: LoraTrackerConfig) -> None:
+def _check_known_backbone(hub_id: str, config: LoraTrackerConfig | Loratv2Config) -> None:
     """Raise when `hub_id` is an official DINOv2 whose shape differs from the tracker config's backbone."""
-    spec = next((s for s in BACKBONES.values() if s.checkpoint == hub_id), None)
-    if spec is None:
+    expected = _official_backbones(config).get(hub_id)
+    if expected is None:
         return
-    dinov2 = config.dinov2_config
-    found = (dinov2.hidden_size, dinov2.num_hidden_layers, dinov2.num_attention_heads, dinov2.use_swiglu_ffn)
-    expected = (spec.hidden_size, spec.num_hidden_layers, spec.num_attention_heads, spec.use_swiglu_ffn)
+    found = _backbone_shape(config)
     if found != expected:
         raise TrackerFolderError(
             f"The base model {hub_id} (width {expected[0]}, {expected[1]} layers, {expected[2]} heads) does not match "

@@ -17,10 +17,13 @@ from huggingface_hub.errors import HfHubHTTPError
 from peft import PeftModel
 
 from ..adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, TRACKER_CONFIG_NAME, save_adapter_folder
+from ..adapters_loratv2 import save_stream_adapters
 from ..configuration_lora_tracker import LoraTrackerConfig
+from ..configuration_loratv2 import Loratv2Config
 from ..file_utils import staged_directory
 from ..modeling_lora_tracker import LoraTrackerModel
-from .cards import DEFAULT_LICENSE, _flatten, build_model_card, validate_model_card
+from ..modeling_loratv2 import Loratv2Model
+from .cards import DEFAULT_LICENSE, _flatten, build_model_card, count_tracker_parameters, validate_model_card
 from .common import (
     CARD_NAME,
     EVAL_DIR,
@@ -72,7 +75,11 @@ MANAGED_REMOTE_PATTERNS = [
 
 @dataclass
 class AssembledFolder:
-    """A folder ready to upload: `files` (relative POSIX paths), the card, and what was left out."""
+    """A folder ready to upload: `files` (relative POSIX paths), the card, and what was left out.
+
+    `upload_patterns` is the allow-list of the upload and `managed_patterns` the files of an earlier push it
+    replaces (`UPLOAD_PATTERNS` / `MANAGED_REMOTE_PATTERNS`, plus the stream adapter folders of a LoRATv2 tracker).
+    """
 
     path: Path
     kind: str
@@ -80,6 +87,8 @@ class AssembledFolder:
     files: list[str]
     card: ModelCard
     left_out: list[str]
+    upload_patterns: list[str] = field(default_factory=lambda: list(UPLOAD_PATTERNS))
+    managed_patterns: list[str] = field(default_factory=lambda: list(MANAGED_REMOTE_PATTERNS))
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -142,6 +151,7 @@ def assemble_upload_folder(
                 repo_id=repo_id,
                 adapter=adapter,
                 peft_config=info.adapter_config,
+                num_parameters=count_tracker_parameters(config) if info.is_loratv2 else None,
                 train_config=info.train_config,
                 eval_results=reports,
                 datasets=_hub_datasets(info.train_config),
@@ -156,7 +166,22 @@ def assemble_upload_folder(
     files = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file())
     if info.left_out:
         logger.info("Not published from %s: %s", info.path, ", ".join(info.left_out))
-    return AssembledFolder(output_dir, info.kind, hub_id, files, card, info.left_out)
+    stream_files = [f"{s}/{name}" for s in _streams(config) for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME)]
+    return AssembledFolder(
+        output_dir,
+        info.kind,
+        hub_id,
+        files,
+        card,
+        info.left_out,
+        upload_patterns=[*UPLOAD_PATTERNS, *stream_files],
+        managed_patterns=[*MANAGED_REMOTE_PATTERNS, *stream_files],
+    )
+
+
+def _streams(config: LoraTrackerConfig | Loratv2Config) -> list[str]:
+    """The streams of a LoRATv2 tracker, each published as a peft adapter in a folder of its name; none for LoRAT."""
+    return list(config.stream_names) if isinstance(config, Loratv2Config) else []
 
 
 def _read_reports(
@@ -179,25 +204,26 @@ def _read_reports(
     return reports
 
 
-def _stage_configs(info: TrackerFolder, staging: Path, hub_id: str) -> LoraTrackerConfig:
-    """Write the tracker and adapter configs naming the backbone `hub_id`, and the preprocessor config; return the
-    tracker config as written."""
+def _stage_configs(info: TrackerFolder, staging: Path, hub_id: str) -> LoraTrackerConfig | Loratv2Config:
+    """Write the tracker and adapter configs (one per LoRATv2 stream) naming the backbone `hub_id`, and the
+    preprocessor config; return the tracker config as written."""
     raw_config = _read_json(info.path / TRACKER_CONFIG_NAME, "tracker config")
     if raw_config.get("backbone_name_or_path") != hub_id:
         logger.info("config.json: backbone_name_or_path %r -> %r", raw_config.get("backbone_name_or_path"), hub_id)
         raw_config["backbone_name_or_path"] = hub_id
     _write_json(staging / TRACKER_CONFIG_NAME, raw_config)
-    config = LoraTrackerConfig.from_json_file(str(staging / TRACKER_CONFIG_NAME))
-    if info.adapter_config is not None:
-        adapter_config = dict(info.adapter_config)
+    config = type(info.config).from_json_file(str(staging / TRACKER_CONFIG_NAME))
+    adapter_configs = {ADAPTER_CONFIG_NAME: info.adapter_config} if info.adapter_config is not None else {}
+    adapter_configs.update({f"{s}/{ADAPTER_CONFIG_NAME}": c for s, c in info.stream_adapter_configs.items()})
+    for name, values in adapter_configs.items():
+        adapter_config = dict(values)
         if adapter_config.get("base_model_name_or_path") != hub_id:
             logger.info(
-                "adapter_config.json: base_model_name_or_path %r -> %r",
-                adapter_config.get("base_model_name_or_path"),
-                hub_id,
+                "%s: base_model_name_or_path %r -> %r", name, adapter_config.get("base_model_name_or_path"), hub_id
             )
             adapter_config["base_model_name_or_path"] = hub_id
-        _write_json(staging / ADAPTER_CONFIG_NAME, adapter_config)
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        _write_json(staging / name, adapter_config)
     if info.has_preprocessor_config:
         shutil.copy2(info.path / PREPROCESSOR_CONFIG_NAME, staging / PREPROCESSOR_CONFIG_NAME)
     else:
@@ -253,11 +279,15 @@ class PushResult:
         return f"{self.repo_id}@{self.revision}: {action} {len(self.files)} files{where}"
 
 
-def _save_model(model: PeftModel | LoraTrackerModel, folder: Path) -> None:
-    """Write a model object as an adapter folder (peft) or a merged model folder, with its preprocessor config."""
+def _save_model(model: PeftModel | LoraTrackerModel | Loratv2Model, folder: Path) -> None:
+    """Write a model object as an adapter folder (peft; one adapter per stream for LoRATv2) or a merged model
+    folder, with its preprocessor config."""
     from ..image_processing_lora_tracker import LoraTrackerImageProcessor
 
-    if isinstance(model, PeftModel):
+    if isinstance(model, PeftModel) and isinstance(model.get_base_model(), Loratv2Model):
+        save_stream_adapters(model, folder)
+        config = model.get_base_model().config
+    elif isinstance(model, PeftModel):
         if len(model.peft_config) != 1:
             raise ValueError(
                 f"The model holds adapters {list(model.peft_config)}; publish one at a time (remove the others with "
@@ -271,11 +301,13 @@ def _save_model(model: PeftModel | LoraTrackerModel, folder: Path) -> None:
                 os.replace(path, folder / path.name)
             nested.rmdir()
         config = model.get_base_model().config
-    elif isinstance(model, LoraTrackerModel):
+    elif isinstance(model, (LoraTrackerModel, Loratv2Model)):
         model.save_pretrained(folder)
         config = model.config
     else:
-        raise TypeError(f"Expected a folder, a PeftModel or a LoraTrackerModel, got {type(model).__name__}.")
+        raise TypeError(
+            f"Expected a folder, a PeftModel, a LoraTrackerModel or a Loratv2Model, got {type(model).__name__}."
+        )
     LoraTrackerImageProcessor.from_tracker_config(config).save_pretrained(str(folder))
 
 
@@ -305,7 +337,7 @@ def _hub_error(error: Exception, repo_id: str) -> HubPublishError:
 
 
 def push_tracker_to_hub(
-    folder: str | os.PathLike | PeftModel | LoraTrackerModel,
+    folder: str | os.PathLike | PeftModel | LoraTrackerModel | Loratv2Model,
     repo_id: str,
     private: bool = False,
     revision: str | None = None,
@@ -323,7 +355,8 @@ def push_tracker_to_hub(
 
     Args:
         folder: an adapter folder (e.g. training's `final/` or a `lorat_hf.convert` output), a merged model folder,
-            or a `PeftModel` / merged `LoraTrackerModel` (saved to a temporary folder first).
+            a LoRATv2 folder (one peft adapter per stream, or merged), or a `PeftModel` / merged `LoraTrackerModel` /
+            merged `Loratv2Model` (saved to a temporary folder first).
         repo_id: `ORG/NAME`; created if missing (`private` applies only then).
         revision: branch to commit to (created from `main` if missing); default `main`.
         token: Hub token; by default the one from `hf auth login` or `HF_TOKEN`.
@@ -407,8 +440,8 @@ def _upload_folder(
             folder_path=str(assembled.path),
             commit_message=commit_message or "Upload LoRAT tracker",
             revision=revision,
-            allow_patterns=UPLOAD_PATTERNS,
-            delete_patterns=MANAGED_REMOTE_PATTERNS,
+            allow_patterns=assembled.upload_patterns,
+            delete_patterns=assembled.managed_patterns,
         )
     except HfHubHTTPError as error:
         raise _hub_error(error, repo_id) from error
