@@ -215,6 +215,10 @@ def speed(args, config: LoraTrackerConfig, work: Path) -> dict:
     eager = LoraTrackerModel(config).eval()
     fused = fuse_for_inference(copy.deepcopy(eager))
     bf16 = fuse_for_inference(copy.deepcopy(eager)).to(torch.bfloat16)
+    onednn = {  # the fused layers' matrix multiplies through oneDNN (opt-in: not bit for bit with F.linear)
+        "fused fp32 oneDNN": fuse_for_inference(copy.deepcopy(eager), onednn_kernels=True),
+        "fused bf16 weights oneDNN": fuse_for_inference(copy.deepcopy(eager), onednn_kernels=True).to(torch.bfloat16),
+    }
     official, official_note = official_model(args.official_code, config)
     print(f"official LoRAT: {official_note}")
     start = time.perf_counter()
@@ -236,7 +240,12 @@ def speed(args, config: LoraTrackerConfig, work: Path) -> dict:
     meter = OtherProcessesMeter().start()
     times = {}
     for batch in args.batch_sizes:
-        candidates = {**forward_candidates(model_inputs(config, batch), official, eager, fused, bf16, ort), **matmuls}
+        inputs = model_inputs(config, batch)
+        candidates = {**forward_candidates(inputs, official, eager, fused, bf16, ort), **matmuls}
+        half = {k: v.bfloat16() if v.is_floating_point() else v for k, v in inputs.items()}
+        for label, model in onednn.items():
+            feed = half if "bf16" in label else inputs
+            candidates[label] = lambda model=model, feed=feed: model(**feed)
         print(f"batch {batch}: timing {len(candidates)} candidates x {args.repeats} rounds")
         with torch.inference_mode():
             warmup = args.warmup if batch == args.batch_sizes[0] else 0  # the first batch size warmed everything up
