@@ -79,7 +79,7 @@ def backbone_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def fake_hub():
-    with FakeHub(idle_timeout=90, max_lifetime=300) as server:
+    with FakeHub(idle_timeout=300, max_lifetime=900) as server:
         yield server
 
 

@@ -172,7 +172,7 @@ def test_cli_push_to_the_fake_hub(tmp_path, adapter_folder):
     )
     plot = tmp_path / "success.png"
     plot.write_bytes(b"\x89PNG\r\n\x1a\nfake")
-    with FakeHub(idle_timeout=60, max_lifetime=180) as fake_hub:
+    with FakeHub(idle_timeout=300, max_lifetime=900) as fake_hub:
         result = run_client(fake_hub, tmp_path, PUSH_CLIENT, str(adapter_folder), str(report), str(plot), WRITE_TOKEN)
         assert result.returncode == 0, result.stderr[-4000:]
         runs = json.loads(result.stdout.strip().splitlines()[-1])

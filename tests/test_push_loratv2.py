@@ -145,7 +145,7 @@ def test_lorat_push_publishes_stream_adapters_that_load_back_from_the_hub(tmp_pa
         "output": str(tmp_path / "found.safetensors"),
         "cache": str(tmp_path / "cache"),
     }
-    with FakeHub(idle_timeout=90, max_lifetime=300) as fake_hub:
+    with FakeHub(idle_timeout=300, max_lifetime=900) as fake_hub:
         fake_hub.add_folder(BACKBONE_ID, backbone_folder)
         result = run_client(fake_hub, tmp_path, PUSH_AND_LOAD_CLIENT, json.dumps(args), token=WRITE_TOKEN)
         assert result.returncode == 0, result.stderr[-3000:]
