@@ -153,6 +153,7 @@ class LoraTracker:
         backbone_name_or_path: str | None = None,
         fuse: bool = True,
         backend: str = "torch",
+        onednn_kernels: bool = False,
         **hub_kwargs: Any,
     ) -> LoraTracker:
         """Load a tracker from an adapter folder / Hub repo (peft files + tracker config) or a merged model folder.
@@ -172,6 +173,10 @@ class LoraTracker:
                 (`lorat_hf.modeling_lora_tracker_fused.fuse_for_inference`: same outputs, faster).
             backend: `"torch"`, or `"onnxruntime"` / `"onnxruntime-int8"` to run the `model.onnx` /
                 `model_int8.onnx` of a local folder written by `lorat-export` (CPU, float32).
+            onednn_kernels: with `fuse`, run the fused Linear layers through oneDNN on the CPU: faster where oneDNN's
+                GEMM beats MKL's (0.81x the official forward at batch 1 on the AMD CPU of benchmarks/RESULTS.md,
+                against 1.02x), equal to the default within float rounding (1e-5), but not bit for bit: the default
+                reproduces the official tracking run exactly.
             hub_kwargs: `revision`, `cache_dir`, `token`, `local_files_only`, ...
         """
         from .adapters import HUB_KWARGS, _resolve_file, load_tracker_model  # peft loads with the first model
@@ -184,6 +189,10 @@ class LoraTracker:
 
             path_or_repo_id = default_model_path()
         path = os.fspath(path_or_repo_id)
+        if onednn_kernels and not (backend == "torch" and merge and fuse):
+            raise ValueError(
+                "onednn_kernels=True runs torch's fused layers: it needs backend='torch', merge=True and fuse=True."
+            )
         if backend != "torch":
             from .engine.backend_onnxruntime import load_onnxruntime_backend
 
@@ -198,7 +207,7 @@ class LoraTracker:
             return cls(runtime, image_processor, box_format=box_format)
         model = load_tracker_model(path, merge=merge, backbone_name_or_path=backbone_name_or_path, **hub_kwargs)
         if merge and fuse:
-            model = fuse_for_inference(model)
+            model = fuse_for_inference(model, onednn_kernels=onednn_kernels)
         if any(_resolve_file(path, name, dict(hub_kwargs)) is not None for name in PROCESSOR_CONFIG_NAMES):
             image_processor = LoraTrackerImageProcessor.from_pretrained(path, **hub_kwargs)
         else:

@@ -97,6 +97,18 @@ def test_frame_folder_with_xyxy_json_and_max_frames(tmp_path, model_dir, clip):
     assert saved["frames"][1]["box"] == tracker.track(frames[1])[0].tolist()
 
 
+def test_onednn_kernels_option_tracks_like_the_default_within_float_rounding(tmp_path, model_dir, clip):
+    frames, gt = clip
+    folder = write_frame_folder(tmp_path / "frames", frames[:3], pattern="frame{:d}.png")
+    boxes = tmp_path / "boxes.json"
+    argv = [str(folder), "--box", _box_arg(gt[0], "xyxy"), "--box-format", "xyxy", "--model", str(model_dir)]
+    assert main([*argv, "--save-boxes", str(boxes), "--quiet", "--onednn-kernels"]) == 0
+    saved = [frame["box"] for frame in json.loads(boxes.read_text())["frames"]]
+    tracker = LoraTracker.from_pretrained(model_dir, device="cpu", box_format="xyxy")
+    expected = [output.box for output in tracker.track_video(frames[:3], gt[0])]
+    np.testing.assert_allclose(saved, expected, atol=1e-3, rtol=0)
+
+
 def test_existing_outputs_are_refused_unless_overwrite(tmp_path, model_dir, clip, capsys):
     frames, gt = clip
     folder = write_frame_folder(tmp_path / "frames", frames[:3])

@@ -79,6 +79,21 @@ def test_facade_track_video_reproduces_the_official_trajectory(case_a_adapter, t
     assert [o.frame_index for o in outputs] == list(range(len(frames)))
 
 
+def test_onednn_kernels_track_the_official_trajectory_within_float_rounding(case_a_adapter):
+    tracker = LoraTracker.from_pretrained(case_a_adapter, device="cpu", box_format="xyxy", onednn_kernels=True)
+    assert all(layer.attention.onednn_kernels and layer.mlp.onednn_kernels for layer in tracker.model.encoder.layer)
+    frames = list(E2E["frames_hwc_uint8"].numpy())
+    outputs = list(tracker.track_video(frames, E2E["init_box_xyxy"].numpy()))
+    np.testing.assert_allclose(np.stack([o.box for o in outputs]), E2E["pred_boxes_xyxy"].numpy(), atol=1e-3, rtol=0)
+    np.testing.assert_allclose([o.score for o in outputs], E2E["pred_confidence"].numpy(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("options", [dict(merge=False), dict(fuse=False)])
+def test_onednn_kernels_without_the_fused_torch_model_are_refused(case_a_adapter, options):
+    with pytest.raises(ValueError, match="onednn_kernels=True runs torch's fused layers"):
+        LoraTracker.from_pretrained(case_a_adapter, device="cpu", onednn_kernels=True, **options)
+
+
 @pytest.mark.parametrize("geometry, template, search", [("g224", 112, 224), ("g378", 196, 378)])
 def test_engine_decodes_like_the_official_post_processing(geometry, template, search):
     """Fixed score maps through track_step: same cells, confidences and crop-pixel boxes as the official code."""
