@@ -52,6 +52,16 @@ class ExportParityError(RuntimeError):
     """ONNX Runtime's outputs differ from the torch model's beyond tolerance; nothing was written."""
 
 
+def require_int8_box_parity(int8: ParityResult, box_px_tolerance: float, whose: str, remedy: str) -> None:
+    """Raise `ExportParityError` when the int8 best-cell boxes are further than `box_px_tolerance` px from torch's;
+    `whose` names the graphs ("int8 graph's"), `remedy` says what to try instead."""
+    if int8.best_cell_box_px_max > box_px_tolerance:
+        raise ExportParityError(
+            f"The {whose} boxes differ from torch's by {int8.best_cell_box_px_max:.3g} px at the best cell "
+            f"(tolerance {box_px_tolerance} px). Nothing was written; {remedy}."
+        )
+
+
 class TrackerForward(nn.Module):
     """The tracker forward as `(template, search, token types) -> (score_map, pred_boxes)`, for export."""
 
@@ -373,11 +383,7 @@ def export_onnx(
             int8_path = quantize_int8(onnx_path, staging / ONNX_INT8_MODEL_NAME, quantize, calibration)
             int8 = check_parity(model, int8_path, check_inputs)
             logger.info("ONNX Runtime int8 vs torch fp32: %s", int8)
-            if int8.best_cell_box_px_max > int8_tolerance["box_px"]:
-                raise ExportParityError(
-                    f"The int8 graph's boxes differ from torch's by {int8.best_cell_box_px_max:.3g} px at the best cell "
-                    f"(tolerance {int8_tolerance['box_px']} px). Nothing was written; try quantize='static' or fp32."
-                )
+            require_int8_box_parity(int8, int8_tolerance["box_px"], "int8 graph's", "try quantize='static' or fp32")
         report = ExportReport(str(output_dir), opset, fp32, int8, quantize, tolerance, int8_tolerance)
         save_export_files(staging, model, model_or_path, report)
     return report

@@ -36,6 +36,7 @@ from .export_onnx import (
     compare_outputs,
     export_graph,
     quantize_int8,
+    require_int8_box_parity,
     save_export_files,
     synthetic_tracker_inputs,
 )
@@ -218,11 +219,7 @@ def export_loratv2_onnx(
                 quantize_int8(files[step], staging / name, "dynamic")
             int8 = check_loratv2_parity(model, OnnxLoratv2Network(staging, int8=True), check_inputs)
             logger.info("ONNX Runtime int8 vs torch fp32 (streamed): %s", int8)
-            if int8.best_cell_box_px_max > int8_tolerance["box_px"]:
-                raise ExportParityError(
-                    f"The int8 graphs' boxes differ from torch's by {int8.best_cell_box_px_max:.3g} px at the best "
-                    f"cell (tolerance {int8_tolerance['box_px']} px). Nothing was written; export fp32 instead."
-                )
+            require_int8_box_parity(int8, int8_tolerance["box_px"], "int8 graphs'", "export fp32 instead")
         report = ExportReport(str(output_dir), opset, fp32, int8, quantize, tolerance, int8_tolerance)
         save_export_files(staging, model, source, report)
     return report

@@ -78,6 +78,13 @@ def test_export_refuses_to_finish_beyond_tolerance(model_dir, tmp_path):
     assert not output.exists() and not list(tmp_path.iterdir())  # nothing half-written left behind
 
 
+def test_export_refuses_an_int8_graph_beyond_its_box_tolerance(model_dir, tmp_path):
+    output = tmp_path / "onnx"
+    with pytest.raises(ExportParityError, match=r"int8 graph's boxes differ .*\(tolerance -1\.0 px\)"):
+        export_onnx(model_dir, output, quantize="dynamic", int8_tolerance={"box_px": -1.0})
+    assert not output.exists() and not list(tmp_path.iterdir())
+
+
 def test_static_int8_calibrated_on_synthetic_crops(exported, model_dir, tmp_path):
     model = LoraTracker.from_pretrained(model_dir, device="cpu").model
     calibration = synthetic_tracker_inputs(model.config, 4, seed=3)
